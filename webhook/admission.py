@@ -1,0 +1,260 @@
+"""AdmissionReview in, AdmissionReview out (SPEC §4). Pure: no I/O, no FastAPI.
+
+This module owns the envelope: it decodes a request body, checks that it is an
+AdmissionReview the webhook can answer, hands pod CREATEs to
+`mutation.mutate()` and encodes the response the way kube-apiserver expects
+(uid echoed, base64 JSON Patch with `patchType: JSONPatch`, warnings,
+audit annotations). Everything else, UPDATE and DELETE, other kinds and
+subresources, is allowed unchanged.
+
+Two channels of failure, never mixed: a request the webhook cannot read is a
+`BadRequest` (HTTP 400 or 413, one-line reason); a pod the policy refuses is an
+ordinary answer with `allowed: false`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, TypedDict
+
+from webhook.errors import BadRequest, InvalidObject, PayloadTooLarge
+from webhook.mutation import Decision, mutate
+from webhook.policy import Policy
+
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+MAX_BODY_BYTES = 3 * 1024 * 1024
+WARNING_PREFIX = "volume-init: "
+
+
+class GroupVersionKind(TypedDict, total=False):
+    group: str
+    version: str
+    kind: str
+
+
+class GroupVersionResource(TypedDict, total=False):
+    group: str
+    version: str
+    resource: str
+
+
+class AdmissionRequest(TypedDict, total=False):
+    uid: str
+    kind: GroupVersionKind
+    resource: GroupVersionResource
+    subResource: str
+    name: str
+    namespace: str
+    operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+    object: dict[str, Any] | None
+    dryRun: bool
+
+
+class Status(TypedDict):
+    code: int
+    reason: str
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    status: NotRequired[Status]
+    warnings: NotRequired[list[str]]
+    auditAnnotations: NotRequired[dict[str, str]]
+
+
+class AdmissionReview(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
+@dataclass
+class Answer:
+    """The review to send back, and what the log line and metrics say of it."""
+
+    review: AdmissionReview
+    outcome: str
+    reason: str
+    uid: str
+    namespace: str = ""
+    name: str = ""
+    rule: str | None = None
+    operation: str = ""
+    dry_run: bool = False
+    decision: Decision | None = field(default=None, repr=False)
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """The JSON object in `body`, or `BadRequest` saying why there is none."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise BadRequest("empty request body: expected an AdmissionReview")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not UTF-8 (byte {exc.start})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python parses
+        raise BadRequest(f"request body is not usable JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("request body is not a JSON object: expected an AdmissionReview")
+    return document
+
+
+def answer(
+    document: dict[str, Any],
+    policy: Policy,
+    *,
+    restricted: bool = False,
+    protected_namespaces: frozenset[str] = frozenset(),
+) -> Answer:
+    """The answer to one decoded AdmissionReview; `BadRequest` when it is malformed."""
+    api_version = document.get("apiVersion")
+    if api_version not in API_VERSIONS:
+        expected = ", ".join(API_VERSIONS)
+        raise BadRequest(f"apiVersion {api_version!r} is not supported: expected {expected}")
+    if document.get("kind") != "AdmissionReview":
+        raise BadRequest(f"kind {document.get('kind')!r}: expected AdmissionReview")
+    request = document.get("request")
+    if not isinstance(request, dict):
+        raise BadRequest("request: missing or not an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadRequest("request.uid: missing or not a non-empty string")
+    operation = request.get("operation")
+    if not isinstance(operation, str):
+        raise BadRequest("request.operation: missing or not a string")
+    namespace = request.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise BadRequest("request.namespace: not a string")
+    dry_run = request.get("dryRun") is True
+
+    def allow(reason: str) -> Answer:
+        return Answer(
+            _review(api_version, {"uid": uid, "allowed": True}),
+            "skipped",
+            reason,
+            uid,
+            namespace=namespace,
+            name=str(request.get("name") or ""),
+            operation=operation,
+            dry_run=dry_run,
+        )
+
+    if not _is_pod(request):
+        return allow("not-a-pod")
+    if operation != "CREATE":
+        return allow("not-a-create")
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        raise BadRequest("request.object: a pod CREATE must carry the pod as an object")
+    metadata = pod.get("metadata")
+    name = ""
+    if isinstance(metadata, dict):
+        name = str(metadata.get("name") or metadata.get("generateName") or "")
+    name = name or str(request.get("name") or "")
+    try:
+        decision = mutate(
+            pod,
+            policy,
+            namespace=namespace or _pod_namespace(pod),
+            restricted=restricted,
+            protected_namespaces=protected_namespaces,
+        )
+    except InvalidObject as exc:
+        raise BadRequest(f"request.object.{exc}") from None
+    response: AdmissionResponse = {"uid": uid, "allowed": decision.outcome != "denied"}
+    if decision.outcome == "denied":
+        response["status"] = {
+            "code": 403,
+            "reason": "Forbidden",
+            "message": f"{WARNING_PREFIX}{decision.message}",
+        }
+    elif decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = encode_patch(decision.patch)
+    if decision.warnings:
+        response["warnings"] = [WARNING_PREFIX + w for w in decision.warnings]
+    audit = {"outcome": decision.outcome, "reason": decision.reason}
+    if decision.rule:
+        audit["rule"] = decision.rule
+    response["auditAnnotations"] = audit
+    return Answer(
+        _review(api_version, response),
+        decision.outcome,
+        decision.reason,
+        uid,
+        namespace=namespace,
+        name=name,
+        rule=decision.rule,
+        operation=operation,
+        dry_run=dry_run,
+        decision=decision,
+    )
+
+
+def internal_error(document: dict[str, Any] | None, exc: BaseException) -> Answer | None:
+    """Fail open on a bug: allow the pod unchanged, with a warning, if a uid is known.
+
+    NB: a webhook that answers 500 makes kube-apiserver fail the pod under
+    `failurePolicy: Fail`; the product promise is never to break pod creation.
+    """
+    request = (document or {}).get("request")
+    uid = request.get("uid") if isinstance(request, dict) else None
+    api_version = (document or {}).get("apiVersion")
+    if not isinstance(uid, str) or not uid or api_version not in API_VERSIONS:
+        return None
+    response: AdmissionResponse = {
+        "uid": uid,
+        "allowed": True,
+        "warnings": [
+            f"{WARNING_PREFIX}internal error ({type(exc).__name__}); the pod was admitted"
+            " unchanged, and its storage may not be writable by UID 1001"
+        ],
+        "auditAnnotations": {"outcome": "error", "reason": "internal"},
+    }
+    return Answer(_review(str(api_version), response), "error", "internal", uid)
+
+
+def encode_patch(patch: list[dict[str, Any]]) -> str:
+    """The `patch` field: base64 of the compact JSON Patch."""
+    raw = json.dumps(patch, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def encode(review: AdmissionReview) -> bytes:
+    """The response body."""
+    return json.dumps(review, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _review(api_version: str, response: AdmissionResponse) -> AdmissionReview:
+    return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
+
+
+def _is_pod(request: dict[str, Any]) -> bool:
+    kind = request.get("kind")
+    resource = request.get("resource")
+    sub = request.get("subResource") or ""
+    if isinstance(kind, dict):
+        return kind.get("kind") == "Pod" and kind.get("group", "") == "" and not sub
+    if isinstance(resource, dict):
+        return resource.get("resource") == "pods" and resource.get("group", "") == "" and not sub
+    return False
+
+
+def _pod_namespace(pod: dict[str, Any]) -> str:
+    metadata = pod.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return namespace if isinstance(namespace, str) and namespace else "default"

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one webhook process (SPEC §4 `/metrics`).
+
+Each `Metrics` owns its registry, so an app built in a test does not share
+counters with another.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# From 0.5 ms: an admission is usually well under a millisecond of work, and
+# kube-apiserver's own webhook histogram starts at 5 ms.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+class Metrics:
+    """The counters, histogram and gauges the webhook exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.admissions = Counter(
+            "volume_init_admissions",
+            "Admission requests answered, by outcome (injected, skipped, denied, error)"
+            " and reason.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "volume_init_admission_duration_seconds",
+            "Time from request received to response encoded.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.policy_reloads = Counter(
+            "volume_init_policy_reloads",
+            "Policy loads, by result (loaded, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.certificate_reloads = Counter(
+            "volume_init_certificate_reloads",
+            "Serving certificate loads, by result (loaded, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.certificate_expiry = Gauge(
+            "volume_init_certificate_expiry_timestamp_seconds",
+            "Expiry time (Unix seconds) of the serving certificate in use.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

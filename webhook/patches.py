@@ -1,0 +1,140 @@
+"""JSON Patch (RFC 6902) operations recorded while a pod is changed.
+
+The webhook never diffs documents. The mutation works on a `PatchBuilder`,
+which changes a copy-on-write view of the request's pod and records, for each
+change, the one `add` operation that makes it on the original: a mapping or
+array that is absent is added whole, an array that exists is inserted into,
+and keys are escaped per RFC 6901 (`~` -> `~0`, `/` -> `~1`). Nothing is ever
+replaced or removed, so the patch applies cleanly with kube-apiserver's
+evanphx/json-patch and touches nothing outside the injected parts. The original
+pod is never modified; only the containers on the path of a change are
+copied, so a pod with a large `managedFields` costs no more than a small one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Operation = dict[str, Any]
+Key = str | int
+
+
+def escape(key: Key) -> str:
+    """One JSON Pointer reference token (RFC 6901 §3)."""
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def pointer(path: tuple[Key, ...]) -> str:
+    """The JSON Pointer of `path` (`()` is the whole document, `""`)."""
+    return "".join("/" + escape(part) for part in path)
+
+
+class PatchBuilder:
+    """Apply `add`-only changes to a copy of `document` and record them as a patch."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._original = document
+        self.result: dict[str, Any] = dict(document)
+        self._copied: set[int] = {id(self.result)}
+        self.operations: list[Operation] = []
+
+    def get(self, path: tuple[Key, ...]) -> Any:
+        """The value at `path` in the result, or None where any part is absent."""
+        node: Any = self.result
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
+
+    def set_default(self, path: tuple[Key, ...], key: str, value: Any) -> bool:
+        """Make `path[key]` equal `value` unless it is already set (not null).
+
+        Mappings missing along `path` are created, and the whole missing
+        subtree is added by a single operation. Returns True when it changed
+        something.
+        """
+        existing = self.get((*path, key))
+        if existing is not None:
+            return False
+        # Find the deepest existing mapping along the path.
+        depth = 0
+        node: Any = self.result
+        for part in path:
+            if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                child = node[part]
+            elif isinstance(node, dict) and isinstance(part, str):
+                child = node.get(part)
+            else:
+                child = None
+            if not isinstance(child, dict | list):
+                break
+            node = child
+            depth += 1
+        if any(isinstance(part, int) for part in path[depth:]):
+            raise ValueError(f"cannot create array entries along {pointer(path)}")
+        subtree: Any = {key: value}
+        for part in reversed(path[depth:]):
+            subtree = {part: subtree}
+        # subtree is now {first_missing_key: ...}
+        ((first_key, first_value),) = subtree.items()
+        parent = self._writable(path[:depth])
+        parent[first_key] = first_value
+        self.operations.append(
+            {"op": "add", "path": pointer((*path[:depth], first_key)), "value": first_value}
+        )
+        return True
+
+    def set_defaults(self, path: tuple[Key, ...], values: dict[str, Any]) -> None:
+        """`set_default` for each item; one operation when the mapping is absent."""
+        missing = {k: v for k, v in values.items() if self.get((*path, k)) is None}
+        if not missing:
+            return
+        if not isinstance(self.get(path), dict) and path:
+            *parent, key = path
+            assert isinstance(key, str)
+            self.set_default(tuple(parent), key, missing)
+            return
+        for key, value in missing.items():
+            self.set_default(path, key, value)
+
+    def insert(self, path: tuple[Key, ...], index: int, value: Any) -> None:
+        """Insert `value` at `index` of the array at `path`; add the array when absent."""
+        current = self.get(path)
+        if isinstance(current, list):
+            array = self._writable(path)
+            assert isinstance(array, list)
+            position = min(index, len(array))
+            array.insert(position, value)
+            self.operations.append(
+                {"op": "add", "path": pointer((*path, position)), "value": value}
+            )
+            return
+        *parent_path, key = path
+        assert isinstance(key, str)
+        self.set_default(tuple(parent_path), key, [value])
+
+    def _writable(self, path: tuple[Key, ...]) -> Any:
+        """The container at `path` in the result, copied first if still shared."""
+        node: Any = self.result
+        for part in path:
+            child = node[part]
+            if id(child) not in self._copied:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                self._copied.add(id(child))
+                node[part] = child
+            node = child
+        return node
+
+    def replace_member(self, path: tuple[Key, ...], key: str, value: Any) -> None:
+        """Overwrite the existing member `key` of the mapping at `path`.
+
+        Recorded as `add`, which RFC 6902 §4.1 defines to replace an existing
+        member, so the patch stays add-only.
+        """
+        mapping = self._writable(path)
+        mapping[key] = value
+        self.operations.append({"op": "add", "path": pointer((*path, key)), "value": value})

@@ -1,0 +1,123 @@
+"""Checks that a pod has the shape the mutation reads, before it reads it.
+
+kube-apiserver only ever sends well-typed pods, but the webhook's port is
+reachable by anything in the cluster and `review` reads any file, so every
+field the mutation touches is checked here first. The mutation can then index
+freely without a crash, and a bad object gets a one-line reason naming the
+field (`spec.containers[1].volumeMounts[0].mountPath: expected a string`).
+Only the fields the mutation reads are checked; the rest of the pod is passed
+through untouched and unseen, as kube-apiserver will validate it anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.errors import InvalidObject
+
+_CONTAINER_SC_INTS = ("runAsUser", "runAsGroup")
+_POD_SC_INTS = ("runAsUser", "runAsGroup", "fsGroup")
+
+
+def check_pod(pod: Any) -> None:
+    """Raise `InvalidObject` unless `pod` can be read by the mutation."""
+    if not isinstance(pod, dict):
+        raise InvalidObject(f"object: expected a mapping, got {_kind(pod)}")
+    metadata = _optional(pod, "metadata", dict, "metadata")
+    if metadata is not None:
+        for field in ("name", "generateName", "namespace"):
+            _optional(metadata, field, str, f"metadata.{field}")
+        for field in ("labels", "annotations"):
+            _string_map(metadata, field, f"metadata.{field}")
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        raise InvalidObject(f"spec: expected a mapping, got {_kind(spec)}")
+    os_ = _optional(spec, "os", dict, "spec.os")
+    if os_ is not None:
+        _optional(os_, "name", str, "spec.os.name")
+    security = _optional(spec, "securityContext", dict, "spec.securityContext")
+    if security is not None:
+        _ints(security, _POD_SC_INTS, "spec.securityContext")
+        _optional(security, "runAsNonRoot", bool, "spec.securityContext.runAsNonRoot")
+        _optional(security, "fsGroupChangePolicy", str, "spec.securityContext.fsGroupChangePolicy")
+    for field in ("containers", "initContainers"):
+        containers = _optional(spec, field, list, f"spec.{field}")
+        for i, container in enumerate(containers or ()):
+            _container(container, f"spec.{field}[{i}]")
+    volumes = _optional(spec, "volumes", list, "spec.volumes")
+    for i, volume in enumerate(volumes or ()):
+        where = f"spec.volumes[{i}]"
+        if not isinstance(volume, dict):
+            raise InvalidObject(f"{where}: expected a mapping, got {_kind(volume)}")
+        _required(volume, "name", str, f"{where}.name")
+        host_path = _optional(volume, "hostPath", dict, f"{where}.hostPath")
+        if host_path is not None:
+            _required(host_path, "path", str, f"{where}.hostPath.path")
+        for source, value in volume.items():
+            if source != "name" and value is not None and not isinstance(value, dict):
+                raise InvalidObject(f"{where}.{source}: expected a mapping, got {_kind(value)}")
+
+
+def _container(container: Any, where: str) -> None:
+    if not isinstance(container, dict):
+        raise InvalidObject(f"{where}: expected a mapping, got {_kind(container)}")
+    _optional(container, "name", str, f"{where}.name")
+    mounts = _optional(container, "volumeMounts", list, f"{where}.volumeMounts")
+    for j, mount in enumerate(mounts or ()):
+        at = f"{where}.volumeMounts[{j}]"
+        if not isinstance(mount, dict):
+            raise InvalidObject(f"{at}: expected a mapping, got {_kind(mount)}")
+        _required(mount, "name", str, f"{at}.name")
+        _required(mount, "mountPath", str, f"{at}.mountPath")
+        _optional(mount, "subPath", str, f"{at}.subPath")
+        _optional(mount, "subPathExpr", str, f"{at}.subPathExpr")
+    env = _optional(container, "env", list, f"{where}.env")
+    for j, var in enumerate(env or ()):
+        if not isinstance(var, dict):
+            raise InvalidObject(f"{where}.env[{j}]: expected a mapping, got {_kind(var)}")
+        _optional(var, "name", str, f"{where}.env[{j}].name")
+    security = _optional(container, "securityContext", dict, f"{where}.securityContext")
+    if security is not None:
+        _ints(security, _CONTAINER_SC_INTS, f"{where}.securityContext")
+        _optional(security, "runAsNonRoot", bool, f"{where}.securityContext.runAsNonRoot")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def _optional(parent: dict[str, Any], key: str, expected: type, where: str) -> Any:
+    value = parent.get(key)
+    if value is None:
+        return None
+    if type(value) is not expected:
+        raise InvalidObject(f"{where}: expected {_kind(expected())}, got {_kind(value)}")
+    return value
+
+
+def _required(parent: dict[str, Any], key: str, expected: type, where: str) -> Any:
+    value = _optional(parent, key, expected, where)
+    if value is None:
+        raise InvalidObject(f"{where}: required field is missing")
+    return value
+
+
+def _string_map(parent: dict[str, Any], key: str, where: str) -> None:
+    mapping = _optional(parent, key, dict, where)
+    for name, value in (mapping or {}).items():
+        if not isinstance(value, str):
+            raise InvalidObject(f"{where}[{name!r}]: expected a string, got {_kind(value)}")
+
+
+def _ints(parent: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        _optional(parent, key, int, f"{where}.{key}")

@@ -1,0 +1,359 @@
+"""The cluster-wide policy (SPEC §5): its schema, its validation and its loading.
+
+A policy says which pods to fix (label selectors), which of their volumes (by
+mount path), for which owner (user/group) and with which init container. It is
+a frozen pydantic model built from YAML; the YAML field names are the contract
+users and their tools write, so unknown fields are refused rather than ignored,
+and every error names the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from webhook import yamlfile
+from webhook.errors import PolicyError
+
+API_VERSION = "volume-init.dify.ai/v1"
+KIND = "VolumeInitPolicy"
+MAX_ID = 2_147_483_647
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+
+
+def _label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key {key!r}: prefix must be a DNS subdomain")
+    if not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"label key {key!r}: name must be 1-63 alphanumerics, '-', '_' or '.',"
+            " starting and ending with an alphanumeric"
+        )
+    return key
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"label value {value!r} must be at most 63 alphanumerics, '-', '_' or '.',"
+            " starting and ending with an alphanumeric"
+        )
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path (starting with '/')")
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    return normalize_path(value)
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} must be a DNS-1123 label (at most 63 lower-case alphanumerics or '-')"
+        )
+    return value
+
+
+def _image(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError("image must be a non-empty reference without spaces")
+    name, at, digest = value.partition("@")
+    if at:
+        if not re.fullmatch(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}", digest):
+            raise ValueError(f"image {value!r}: the digest after '@' is malformed")
+        return value
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        raise ValueError(f"image {value!r} has no tag: pin it, e.g. busybox:1.36.1")
+    if last.rsplit(":", 1)[1] == "latest":
+        raise ValueError(f"image {value!r} uses ':latest': pin a version, e.g. busybox:1.36.1")
+    return value
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a resource quantity must be a number or a string such as 10m or 16Mi")
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
+    return value
+
+
+def normalize_path(path: str) -> str:
+    """`/a//b/../c/` -> `/a/c`: what the kernel would reach, textually."""
+    normalized = posixpath.normpath(path)
+    # NB: POSIX keeps a leading '//' as implementation-defined; Linux does not.
+    return "/" + normalized.lstrip("/")
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID, strict=True)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+
+class LabelSelectorRequirement(_Model):
+    """One `matchExpressions` entry, with Kubernetes' semantics."""
+
+    key: LabelKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[LabelValue, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs a non-empty values list")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Kubernetes LabelSelectorRequirement semantics (NotIn matches an absent key)."""
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return labels.get(self.key) not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+
+class LabelSelector(_Model):
+    """A Kubernetes LabelSelector: every matchLabels pair and every expression must hold."""
+
+    match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _not_empty(self) -> LabelSelector:
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError(
+                "a pod selector needs matchLabels or matchExpressions"
+                " (an empty selector would match every pod)"
+            )
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """True when the labels satisfy the whole selector."""
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return False
+        return all(expr.matches(labels) for expr in self.match_expressions)
+
+    def describe(self) -> str:
+        """The selector in `kubectl get -l` syntax, for messages."""
+        parts = [f"{k}={v}" for k, v in self.match_labels.items()]
+        for expr in self.match_expressions:
+            if expr.operator == "Exists":
+                parts.append(expr.key)
+            elif expr.operator == "DoesNotExist":
+                parts.append(f"!{expr.key}")
+            else:
+                verb = "in" if expr.operator == "In" else "notin"
+                parts.append(f"{expr.key} {verb} ({','.join(expr.values)})")
+        return ",".join(parts)
+
+
+class ResourceRequirements(_Model):
+    """The init container's `resources`, as Kubernetes spells them."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+    def to_k8s(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        if self.requests:
+            out["requests"] = dict(self.requests)
+        if self.limits:
+            out["limits"] = dict(self.limits)
+        return out
+
+
+class InitContainer(_Model):
+    """What the injected init container is called and which image runs it."""
+
+    name: Annotated[str, AfterValidator(_dns_label)] = "volume-permissions"
+    image: Annotated[str, AfterValidator(_image)] = "busybox:1.36.1"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+
+
+class Rule(_Model):
+    """Which pods (selectors) get which volumes (mount paths) owned by whom."""
+
+    name: Annotated[str, AfterValidator(_dns_label)]
+    pod_selectors: tuple[LabelSelector, ...] = Field(min_length=1)
+    mount_paths: tuple[AbsolutePath, ...] = Field(min_length=1)
+    user: Id = 1001
+    group: Id = 1001
+    init_container: InitContainer = Field(default_factory=InitContainer)
+    allowed_host_path_prefixes: tuple[AbsolutePath, ...] = ()
+
+    def matching_selector(self, labels: dict[str, str]) -> LabelSelector | None:
+        """The first selector the labels satisfy (a pod matches when ANY does)."""
+        for selector in self.pod_selectors:
+            if selector.matches(labels):
+                return selector
+        return None
+
+
+class PolicySpec(_Model):
+    """The `spec` of a policy: namespaces left alone and the ordered rules."""
+
+    exclude_namespaces: tuple[Annotated[str, AfterValidator(_dns_label)], ...] = ()
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @pydantic.field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+        return rules
+
+
+class Policy(_Model):
+    """A whole `VolumeInitPolicy` document."""
+
+    api_version: Literal["volume-init.dify.ai/v1"]
+    kind: Literal["VolumeInitPolicy"]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: PolicySpec
+
+
+def parse_policy(text: str, *, source: str) -> Policy:
+    """Validate the YAML `text` of a policy; errors are `PolicyError("source:line: ...")`."""
+    errors = policy_errors(text, source=source)
+    if errors:
+        raise PolicyError(_summary(errors, source))
+    return _parse_unchecked(text)
+
+
+def policy_errors(text: str, *, source: str) -> list[str]:
+    """Every problem of a policy text, one `source:line: field: reason` line each."""
+    try:
+        doc = yamlfile.load_one(text)
+    except yamlfile.YAMLFileError as exc:
+        return [f"{source}:{exc.line}: invalid YAML: {exc.message}"]
+    if not isinstance(doc.value, dict):
+        return [f"{source}:{doc.start_line}: a policy must be a YAML mapping"]
+    try:
+        Policy.model_validate(doc.value)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        # NB: a sequence whose items failed also reports itself "too short";
+        # that echo only hides the real error, so drop it.
+        failing = [tuple(e["loc"]) for e in errors]
+        errors = [e for e in errors if not (e["type"] == "too_short" and _has_child(e, failing))]
+        return [_format_error(err, doc, source) for err in errors]
+    return []
+
+
+def _has_child(error: Any, failing: list[tuple[Any, ...]]) -> bool:
+    loc = tuple(error["loc"])
+    return any(len(f) > len(loc) and f[: len(loc)] == loc for f in failing)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_unchecked(text: str) -> Policy:
+    return Policy.model_validate(yamlfile.load_one(text).value)
+
+
+def _format_error(err: Any, doc: yamlfile.Located, source: str) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic puts the failing dict key into loc with a `[key]` suffix; drop it.
+    loc = tuple(p for p in loc if p != "[key]")
+    field = _dotted(loc) or "(document)"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling and indentation)"
+    elif err["type"] == "missing":
+        message = "required field is missing"
+    return f"{source}:{doc.line_of(loc)}: {field}: {message}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _summary(errors: list[str], source: str) -> str:
+    if len(errors) == 1:
+        return errors[0]
+    return (
+        f"{errors[0]} (and {len(errors) - 1} more;"
+        f" run `dify-volume-init policy check {source}` to list them)"
+    )
+
+
+def default_policy_text() -> str:
+    """The YAML text of the built-in policy (SPEC §5)."""
+    return resources.files("webhook").joinpath("default-policy.yaml").read_text("utf-8")
+
+
+def default_policy() -> Policy:
+    """The built-in policy."""
+    return parse_policy(default_policy_text(), source="<built-in policy>")
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """The policy in the file at `path`, or the built-in one when `path` is None."""
+    if path is None:
+        return default_policy()
+    return parse_policy(read_policy_text(path), source=str(path))
+
+
+def read_policy_text(path: str | Path) -> str:
+    """The text of a policy file; unreadable files raise a one-line `PolicyError`."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: policy file not found") from None
+    except IsADirectoryError:
+        raise PolicyError(f"{path}: is a directory, not a policy file") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
