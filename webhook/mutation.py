@@ -132,7 +132,7 @@ def mutate(
         if (spec.get("os") or {}).get("name") == "windows":
             return skip("windows-pod", "Windows pod: ownership cannot be set", rule.name)
         init_names = {c.get("name") for c in spec.get("initContainers") or ()}
-        if not restricted and rule.init_container.name in init_names:
+        if rule.init_container.name in init_names:
             return skip(
                 "already-injected",
                 f"already injected: init container {rule.init_container.name} is present",
@@ -199,7 +199,8 @@ def _apply(
                     "denied",
                     "hostpath-refused",
                     f"volume {mount.volume} (mounted at {mount.mount_path} by container"
-                    f" {mount.container}) is a hostPath of {volume['hostPath']['path']}, {refusal}."
+                    f" {mount.container}) is a hostPath of {_shown(volume['hostPath']['path'])},"
+                    f" {refusal}."
                     " dify-volume-init will not change ownership there: use a directory of"
                     " Dify's own (e.g. /srv/dify/storage) or a PersistentVolumeClaim.",
                     pod,
@@ -225,17 +226,10 @@ def _apply(
             for name in fixed
             if _source(volumes[name]) in ("hostPath", "nfs")
         ]
-        detail = (
-            f"; {', '.join(weak)} cannot be fixed at this level: set their owner to {owner}"
-            " on the server"
-            if weak
-            else ""
-        )
         warnings.append(
-            "namespace enforces Pod Security restricted: no init container injected, only"
-            f" fsGroup {rule.group} with fsGroupChangePolicy OnRootMismatch, which the kubelet"
-            f" applies to volumes that support ownership management; hostPath and NFS volumes"
-            f" cannot be fixed this way{detail}"
+            f"Pod Security restricted: no init container, only fsGroup {rule.group}"
+            " (OnRootMismatch), which hostPath and NFS volumes ignore"
+            + (f"; make {', '.join(weak)} owned by {owner} on the server" if weak else "")
         )
     else:
         builder.insert(("spec", "initContainers"), 0, _init_container(rule, fixable, spec))
@@ -246,7 +240,7 @@ def _apply(
     if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
         _set_annotation(builder, STATUS_ANNOTATION, value)
 
-    mounted = ", ".join(f"{m.volume} at {m.mount_path}" for m in fixable)
+    mounted = ", ".join(dict.fromkeys(f"{m.volume} at {m.mount_path}" for m in fixable))
     what = "securityContext only (Pod Security restricted)" if restricted else "init container"
     if not builder.operations:
         return Decision(
@@ -307,6 +301,11 @@ def host_path_refusal(path: str, rule: Rule) -> str | None:
         allowed = ", ".join(rule.allowed_host_path_prefixes)
         return f"outside the policy's allowedHostPathPrefixes ({allowed})"
     return None
+
+
+def _shown(path: str) -> str:
+    normalized = normalize_path(path) if path.startswith("/") else path
+    return path if normalized == path else f"{path} (= {normalized})"
 
 
 def _within(path: str, ancestor: str) -> bool:

@@ -1,0 +1,109 @@
+"""Run an injected init container the way a container runtime would, without one.
+
+A private mount namespace (`unshare -m`) holds a read-only root filesystem whose
+`/bin` has only busybox applets (`busybox --install -s`), as in the busybox
+image; each of the container's volumeMounts is a bind mount of a directory on
+this machine (with its `subPath`) at the container's mount path; `setpriv`
+leaves root exactly the capabilities the container's securityContext adds.
+Nothing is mounted or changed outside the test's own directories.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SETUP = r"""
+set -eu
+root=$1; caps=$2; shift 2
+binds=()
+while [ "$1" != "--" ]; do binds+=("$1" "$2"); shift 2; done
+shift
+mount --bind "$root" "$root"
+mount -o remount,bind,ro "$root"
+mount --bind /usr "$root/usr"
+mount -o remount,bind,ro "$root/usr"
+mount --bind /dev/null "$root/dev/null"  # a runtime gives every container /dev/null
+for ((i = 0; i < ${#binds[@]}; i += 2)); do
+  mount --bind "${binds[i]}" "$root${binds[i+1]}"
+done
+exec chroot "$root" /usr/bin/env -i PATH=/bin \
+  /usr/bin/setpriv --bounding-set="$caps" --inh-caps=-all --no-new-privs -- "$@"
+"""
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def available() -> str | None:
+    """Why the sandbox cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root for unshare -m, bind mounts and chown"
+    for tool in ("busybox", "setpriv", "unshare", "chroot"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (make test installs it)"
+    return None
+
+
+def capability_set(container: dict[str, Any]) -> str:
+    """setpriv's --bounding-set for a container's securityContext.capabilities."""
+    caps = (container.get("securityContext") or {}).get("capabilities") or {}
+    assert caps.get("drop") == ["ALL"], "the init container must drop ALL capabilities"
+    return ",".join(["-all", *(f"+{c.lower()}" for c in caps.get("add") or ())])
+
+
+def run_container(
+    container: dict[str, Any],
+    volumes: dict[str, Path],
+    workdir: Path,
+    *,
+    caps: str | None = None,
+    timeout: float = 120,
+) -> Result:
+    """Run `container` (as found in a patch) with each named volume backed by a directory."""
+    rootfs = workdir / "rootfs"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    for sub in ("usr", "bin", "dev"):
+        (rootfs / sub).mkdir(parents=True)
+    (rootfs / "dev" / "null").touch()
+    (rootfs / "lib").symlink_to("usr/lib")
+    (rootfs / "lib64").symlink_to("usr/lib64")
+    subprocess.run(["busybox", "--install", "-s", str(rootfs / "bin")], check=True)
+    binds: list[str] = []
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]]
+        if mount.get("subPath"):
+            source = source / mount["subPath"]
+            source.mkdir(parents=True, exist_ok=True)
+        target = rootfs / mount["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        binds += [str(source), mount["mountPath"]]
+    bounding = caps if caps is not None else capability_set(container)
+    argv = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "--",
+        "bash",
+        "-c",
+        _SETUP,
+        "setup",
+        str(rootfs),
+        bounding,
+        *binds,
+        "--",
+        *container["command"],
+        *(container.get("args") or ()),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    return Result(done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,206 @@
+"""The `/mutate` contract of SPEC §4, in process."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import jsonpatch
+import pytest
+from fastapi.testclient import TestClient
+
+from tests import helpers
+from webhook.runtime import Runtime
+
+API_POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+
+
+def post(client: TestClient, body: Any, path: str = "/mutate") -> Any:
+    response = client.post(path, content=json.dumps(body).encode())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("api_version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
+def test_uid_version_and_patch_are_echoed(client: TestClient, api_version: str) -> None:
+    body = helpers.review(API_POD, api_version=api_version, uid="0b1f-uid")
+    answer = post(client, body)
+    assert answer["apiVersion"] == api_version
+    assert answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == "0b1f-uid"
+    assert answer["response"]["allowed"] is True
+    patch = helpers.decoded_patch(answer)
+    assert patch
+    patched = jsonpatch.apply_patch(API_POD, patch)
+    assert patched["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    assert answer["response"]["auditAnnotations"] == {
+        "outcome": "injected",
+        "reason": "injected",
+        "rule": "dify-storage",
+    }
+
+
+@pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
+def test_only_create_is_patched(client: TestClient, operation: str) -> None:
+    answer = post(client, helpers.review(API_POD, operation=operation))
+    assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
+
+
+def test_other_kinds_and_subresources_are_allowed_unchanged(client: TestClient) -> None:
+    body = helpers.review(API_POD, kind="Deployment")
+    body["request"]["kind"] = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert "patch" not in post(client, body)["response"]
+    body = helpers.review(API_POD)
+    body["request"]["subResource"] = "ephemeralcontainers"
+    assert "patch" not in post(client, body)["response"]
+
+
+def test_dry_run_gets_the_same_patch(client: TestClient) -> None:
+    wet = post(client, helpers.review(API_POD))
+    dry = post(client, helpers.review(API_POD, dry_run=True))
+    assert helpers.decoded_patch(dry) == helpers.decoded_patch(wet)
+
+
+def test_reinvocation_with_the_patched_pod_returns_no_patch(client: TestClient) -> None:
+    patched = jsonpatch.apply_patch(
+        API_POD, helpers.decoded_patch(post(client, helpers.review(API_POD)))
+    )
+    again = post(client, helpers.review(patched))
+    assert helpers.decoded_patch(again) is None
+    assert again["response"]["auditAnnotations"]["reason"] == "already-injected"
+
+
+def test_restricted_endpoint_injects_no_init_container(client: TestClient) -> None:
+    answer = post(client, helpers.review(API_POD), "/mutate/restricted")
+    patch = helpers.decoded_patch(answer)
+    assert patch
+    patched = jsonpatch.apply_patch(API_POD, patch)
+    assert "initContainers" not in patched["spec"]
+    assert patched["spec"]["securityContext"] == {
+        "fsGroup": 1001,
+        "fsGroupChangePolicy": "OnRootMismatch",
+    }
+    assert any("restricted" in w for w in answer["response"]["warnings"])
+
+
+def test_denial_is_200_with_a_message(client: TestClient) -> None:
+    pod = helpers.load_pod(helpers.PODS / "plain-worker-hostpath-etc.yaml")
+    response = client.post("/mutate", json=helpers.review(pod))
+    assert response.status_code == 200
+    answer = response.json()["response"]
+    assert answer["allowed"] is False
+    assert "patch" not in answer and "patchType" not in answer
+    assert answer["status"]["code"] == 403
+    assert "/etc" in answer["status"]["message"] and "storage" in answer["status"]["message"]
+
+
+def test_warnings_explain_conflicts(client: TestClient) -> None:
+    pod = helpers.load_pod(helpers.PODS / "conflicts.yaml")
+    warnings = post(client, helpers.review(pod))["response"]["warnings"]
+    assert any("fsGroup is 2000" in w for w in warnings)
+    assert all(w.startswith("volume-init: ") for w in warnings)
+
+
+def test_the_webhooks_own_namespace_is_never_mutated(client: TestClient) -> None:
+    answer = post(client, helpers.review(API_POD, namespace="dify-volume-init"))
+    assert helpers.decoded_patch(answer) is None
+    assert answer["response"]["auditAnnotations"]["reason"] == "excluded-namespace"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty request body"),
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"', "not JSON"),
+        (b'{"apiVersion": "v1", "kind": "AdmissionReview", "request": {}}', "apiVersion"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}', "kind"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
+            "request.uid",
+        ),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_malformed_requests_get_400_with_one_line(
+    client: TestClient, body: bytes, reason: str
+) -> None:
+    response = client.post("/mutate", content=body)
+    assert response.status_code == 400
+    assert reason in response.text
+    assert response.text.count("\n") == 1
+
+
+def test_malformed_pod_is_named_in_the_reason(client: TestClient) -> None:
+    pod = json.loads(json.dumps(API_POD))
+    pod["spec"]["containers"][0]["volumeMounts"][0].pop("mountPath")
+    response = client.post("/mutate", json=helpers.review(pod))
+    assert response.status_code == 400
+    assert "spec.containers[0].volumeMounts[0].mountPath" in response.text
+    body = helpers.review(None)
+    assert client.post("/mutate", json=body).status_code == 400
+
+
+def test_bodies_over_3_mib_get_413(client: TestClient) -> None:
+    response = client.post("/mutate", content=b" " * (3 * 1024 * 1024 + 1))
+    assert response.status_code == 413
+
+
+def test_health_readiness_and_metrics(client: TestClient, runtime: Runtime) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    post(client, helpers.review(API_POD))
+    client.post("/mutate", content=b"nope")
+    text = client.get("/metrics").text
+    assert 'volume_init_admissions_total{outcome="injected",reason="injected"} 1.0' in text
+    assert 'volume_init_admissions_total{outcome="error",reason="bad-request"} 1.0' in text
+    assert 'volume_init_admission_duration_seconds_bucket{endpoint="/mutate",le="0.0005"}' in text
+    runtime.certificate_loaded = False
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "certificate" in response.text
+
+
+def test_not_ready_without_policy(client: TestClient, runtime: Runtime) -> None:
+    runtime.policy = None
+    assert client.get("/readyz").status_code == 503
+    assert client.post("/mutate", json=helpers.review(API_POD)).status_code == 400
+
+
+def test_an_internal_error_admits_the_pod_unchanged(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("webhook.admission.mutate", boom)
+    answer = post(client, helpers.review(API_POD))
+    assert answer["response"]["allowed"] is True
+    assert "patch" not in answer["response"]
+    assert "internal error" in answer["response"]["warnings"][0]
+
+
+def test_one_log_line_per_admission_without_pod_secrets(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    pod = json.loads(json.dumps(API_POD))
+    pod["spec"]["containers"][0]["env"].append({"name": "SECRET_KEY", "value": "sk-MARKER-42"})
+    with caplog.at_level(logging.DEBUG, logger="webhook"):
+        post(client, helpers.review(pod, uid="log-uid"))
+    lines = [r for r in caplog.records if r.name == "webhook.admission"]
+    assert len(lines) == 1
+    fields = lines[0].fields  # type: ignore[attr-defined]
+    assert fields["uid"] == "log-uid"
+    assert fields["namespace"] == "dify"
+    assert fields["pod"] == "dify-api-7d9f8c6b5-"
+    assert fields["outcome"] == "injected"
+    assert fields["rule"] == "dify-storage"
+    assert fields["latencyMs"] >= 0
+    from webhook.logs import JSONFormatter, TextFormatter
+
+    for record in caplog.records:
+        for formatter in (JSONFormatter(), TextFormatter()):
+            assert "sk-MARKER-42" not in formatter.format(record)

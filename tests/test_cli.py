@@ -1,0 +1,99 @@
+"""The command line: exit codes and one-line errors (SPEC §3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook import policy
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_policy_check_accepts_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy.default_policy_text())
+    result = run("policy", "check", str(path))
+    assert result.returncode == 0
+    assert result.stdout == f"{path}: valid (1 rule(s): dify-storage)\n"
+
+
+def test_policy_check_lists_every_error_with_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        policy.default_policy_text()
+        .replace("user: 1001", "user: -1")
+        .replace("busybox:1.36.1 ", "busybox ")
+    )
+    result = run("policy", "check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{path}:20: spec.rules[0].user:")
+    assert lines[1].startswith(f"{path}:24: spec.rules[0].initContainer.image:")
+    assert "Traceback" not in result.stderr
+
+
+def test_policy_check_missing_file() -> None:
+    result = run("policy", "check", "/nonexistent.yaml")
+    assert result.returncode == 2
+    assert result.stderr == "dify-volume-init: /nonexistent.yaml: policy file not found\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--port", "70000"],
+            {},
+            "--port / VOLUME_INIT_PORT: Input should be less than or equal to 65535",
+        ),
+        (
+            [],
+            {"VOLUME_INIT_PORT": "https"},
+            "--port / VOLUME_INIT_PORT: Input should be a valid integer",
+        ),
+        (
+            ["--tls-cert", "missing.crt", "--tls-key", "missing.key"],
+            {},
+            "missing.crt: certificate file not found",
+        ),
+        (["--policy", "nope.yaml"], {}, "nope.yaml: policy file not found"),
+        (["--log-format", "xml"], {}, "invalid choice: 'xml'"),
+    ],
+)
+def test_serve_fails_fast_with_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run("serve", *args, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # at most a usage line and the error
+
+
+def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
+    from webhook import certs
+
+    one = certs.build(dns_names=["a"])
+    two = certs.build(dns_names=["b"])
+    (tmp_path / "tls.crt").write_bytes(one.cert)
+    (tmp_path / "tls.key").write_bytes(two.key)
+    result = run("serve", "--tls-cert", "tls.crt", "--tls-key", "tls.key", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "tls.key: private key does not match tls.crt" in result.stderr

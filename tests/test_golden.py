@@ -1,0 +1,105 @@
+"""Golden pods -> decisions and patches, found by name (tests/testdata/pods/X.yaml).
+
+Each input has a `X.golden.yaml` recording both modes (default and Pod
+Security restricted). `REFRESH_GOLDEN=1 make test` rewrites them; a golden
+without its input, or one that differs, fails. Every patch is applied by the
+`jsonpatch` library, an implementation independent of the webhook's own
+patch builder, and the patched pod must then yield no patch.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from tests import helpers
+from webhook import mutation
+from webhook.policy import Policy
+
+INPUTS = helpers.pod_inputs()
+IDS = [p.stem for p in INPUTS]
+
+
+@pytest.mark.parametrize("pod_file", INPUTS, ids=IDS)
+def test_golden(pod_file: Path, policy: Policy) -> None:
+    pod = helpers.load_pod(pod_file)
+    record = helpers.golden_record(pod, policy)
+    golden = helpers.golden_path(pod_file)
+    text = helpers.dump_yaml(record)
+    if helpers.REFRESH or not golden.exists():
+        golden.write_text(text)
+        if not helpers.REFRESH:
+            pytest.fail(f"{golden.name} was missing and has been written; review and commit it")
+    assert yaml.safe_load(golden.read_text()) == yaml.safe_load(text), (
+        f"{golden.name} is stale: run REFRESH_GOLDEN=1 make test and review the diff"
+    )
+
+
+def test_no_stale_goldens() -> None:
+    orphans = [
+        g.name
+        for g in helpers.PODS.glob("*" + helpers.GOLDEN_SUFFIX)
+        if not g.with_name(g.name[: -len(helpers.GOLDEN_SUFFIX)] + ".yaml").exists()
+    ]
+    assert not orphans, f"golden files without an input pod: {orphans}"
+
+
+@pytest.mark.parametrize("restricted", [False, True], ids=["default", "restricted"])
+@pytest.mark.parametrize("pod_file", INPUTS, ids=IDS)
+def test_patch_applies_independently_and_is_idempotent(
+    pod_file: Path, restricted: bool, policy: Policy
+) -> None:
+    pod = helpers.load_pod(pod_file)
+    pristine = copy.deepcopy(pod)
+    namespace = helpers.namespace_of(pod)
+    decision = mutation.mutate(pod, policy, namespace=namespace, restricted=restricted)
+    assert pod == pristine, "the mutation changed its input"
+    patched = jsonpatch.apply_patch(pod, decision.patch)
+    assert patched == decision.pod
+    assert all(op["op"] == "add" for op in decision.patch)
+    again = mutation.mutate(patched, policy, namespace=namespace, restricted=restricted)
+    assert again.patch == [], f"second pass patched again: {again.patch}"
+    if decision.outcome == "injected":
+        assert again.reason == "already-injected"
+
+
+@pytest.mark.parametrize("pod_file", INPUTS, ids=IDS)
+def test_webhook_sends_the_golden_patch(pod_file: Path, client: TestClient, policy: Policy) -> None:
+    pod = helpers.load_pod(pod_file)
+    namespace = helpers.namespace_of(pod)
+    for path, restricted in (("/mutate", False), ("/mutate/restricted", True)):
+        body = helpers.review(pod, namespace=namespace)
+        response = client.post(path, json=body)
+        assert response.status_code == 200
+        answer: dict[str, Any] = response.json()
+        decision = mutation.mutate(pod, policy, namespace=namespace, restricted=restricted)
+        assert answer["response"]["uid"] == body["request"]["uid"]
+        assert answer["response"]["allowed"] is (decision.outcome != "denied")
+        expected = decision.patch if decision.outcome == "injected" else None
+        assert helpers.decoded_patch(answer) == expected
+        assert answer["response"]["auditAnnotations"]["outcome"] == decision.outcome
+
+
+def test_golden_set_covers_every_outcome(policy: Policy) -> None:
+    reasons = set()
+    for pod_file in INPUTS:
+        for record in helpers.golden_record(helpers.load_pod(pod_file), policy).values():
+            reasons.add(record["reason"])
+    assert reasons >= {
+        "injected",
+        "restricted",
+        "no-rule-matched",
+        "no-storage-mount",
+        "opted-out",
+        "excluded-namespace",
+        "mirror-pod",
+        "windows-pod",
+        "already-injected",
+        "hostpath-refused",
+    }

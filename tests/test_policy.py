@@ -1,0 +1,179 @@
+"""Policy loading and validation (SPEC §5), and LabelSelector semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook import policy
+from webhook.errors import PolicyError
+from webhook.policy import LabelSelector
+
+DEFAULT = policy.default_policy_text()
+
+
+def errors_of(text: str) -> list[str]:
+    return policy.policy_errors(text, source="p.yaml")
+
+
+def test_default_policy_is_the_spec_example() -> None:
+    p = policy.default_policy()
+    rule = p.spec.rules[0]
+    assert p.spec.exclude_namespaces == ("kube-system", "kube-public", "kube-node-lease")
+    assert rule.name == "dify-storage"
+    assert rule.mount_paths == ("/app/api/storage",)
+    assert (rule.user, rule.group) == (1001, 1001)
+    assert rule.init_container.image == "busybox:1.36.1"
+    assert rule.init_container.resources.to_k8s() == {
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"memory": "64Mi"},
+    }
+    assert len(rule.pod_selectors) == 3
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "      user: 1001",
+            "      user: 1001\n      bogus: 1",
+            "p.yaml:21: spec.rules[0].bogus: unknown field",
+        ),
+        (
+            "operator: In, values: [api",
+            "operator: in, values: [api",
+            "p.yaml:13: spec.rules[0].podSelectors[0].matchExpressions[0].operator",
+        ),
+        (
+            "mountPaths: [/app/api/storage]",
+            "mountPaths: [app/api/storage]",
+            "p.yaml:19: spec.rules[0].mountPaths[0]: 'app/api/storage' must be an absolute path",
+        ),
+        (
+            "user: 1001",
+            "user: 2147483648",
+            "p.yaml:20: spec.rules[0].user: Input should be less than or equal to 2147483647",
+        ),
+        (
+            "group: 1001",
+            "group: -1",
+            "p.yaml:21: spec.rules[0].group: Input should be greater than or equal to 0",
+        ),
+        (
+            "user: 1001",
+            'user: "1001"',
+            "p.yaml:20: spec.rules[0].user: Input should be a valid integer",
+        ),
+        (
+            "busybox:1.36.1 ",
+            "busybox ",
+            "p.yaml:24: spec.rules[0].initContainer.image: image 'busybox' has no tag",
+        ),
+        ("busybox:1.36.1 ", "busybox:latest ", "uses ':latest'"),
+        ("busybox:1.36.1 ", "registry.local:5000/busybox ", "has no tag"),
+        (
+            "{key: component, operator: In, values: [api, worker, beat]}",
+            "{key: component, operator: Exists, values: [api]}",
+            "operator Exists takes no values",
+        ),
+        (
+            "{key: component, operator: In, values: [api, worker, beat]}",
+            "{key: component, operator: In, values: []}",
+            "operator In needs a non-empty values list",
+        ),
+        ("apiVersion: volume-init.dify.ai/v1", "apiVersion: v1", "p.yaml:3: apiVersion"),
+        (
+            "resources: {requests: {cpu: 10m",
+            "resources: {requests: {cpu: ten",
+            "is not a Kubernetes quantity",
+        ),
+        (
+            "allowedHostPathPrefixes: []",
+            "allowedHostPathPrefixes: [data]",
+            "allowedHostPathPrefixes[0]",
+        ),
+    ],
+)
+def test_validation_names_line_and_field(old: str, new: str, expected: str) -> None:
+    assert old in DEFAULT
+    errors = errors_of(DEFAULT.replace(old, new, 1))
+    assert errors, "the policy should be refused"
+    assert expected in errors[0], errors
+
+
+def test_duplicate_rule_names_are_refused() -> None:
+    extra = (
+        "    - name: dify-storage\n"
+        "      podSelectors: [{matchLabels: {a: b}}]\n"
+        "      mountPaths: [/x]\n"
+    )
+    errors = errors_of(DEFAULT + extra)
+    assert errors == ["p.yaml:8: spec.rules: duplicate rule name 'dify-storage'"]
+
+
+def test_empty_selector_is_refused() -> None:
+    extra = "    - name: other\n      podSelectors: [{}]\n      mountPaths: [/x]\n"
+    (error,) = errors_of(DEFAULT + extra)
+    assert "spec.rules[1].podSelectors[0]" in error and "every pod" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("spec: [", "p.yaml:1: invalid YAML"),
+        ("a: 1\na: 2\n", "p.yaml:2: invalid YAML: duplicate key 'a'"),
+        ("- 1\n", "must be a YAML mapping"),
+        ("", "must be a YAML mapping"),
+        ("kind: VolumeInitPolicy\n", "apiVersion: required field is missing"),
+    ],
+)
+def test_unparseable_policies(text: str, expected: str) -> None:
+    assert expected in errors_of(text)[0]
+
+
+def test_parse_raises_one_line_summary() -> None:
+    text = DEFAULT.replace("user: 1001", "user: -5").replace("group: 1001", "group: -5")
+    with pytest.raises(PolicyError) as info:
+        policy.parse_policy(text, source="p.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("p.yaml:20: spec.rules[0].user")
+    assert "1 more" in message
+
+
+def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
+    with pytest.raises(PolicyError, match="policy file not found"):
+        policy.load_policy("/nonexistent/policy.yaml")
+    with pytest.raises(PolicyError, match="is a directory"):
+        policy.load_policy(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("labels", "matches"),
+    [
+        ({"app.kubernetes.io/name": "dify", "component": "api"}, True),
+        ({"app.kubernetes.io/name": "dify", "component": "web"}, False),
+        ({"app.kubernetes.io/name": "dify"}, False),
+        ({"component": "api"}, False),
+    ],
+)
+def test_match_labels_and_in(labels: dict[str, str], matches: bool) -> None:
+    selector = policy.default_policy().spec.rules[0].pod_selectors[0]
+    assert selector.matches(labels) is matches
+
+
+def test_selector_operators() -> None:
+    def sel(op: str, values: list[str] | None = None) -> LabelSelector:
+        expr: dict[str, object] = {"key": "tier", "operator": op}
+        if values is not None:
+            expr["values"] = values
+        return LabelSelector.model_validate({"matchExpressions": [expr]})
+
+    assert sel("NotIn", ["web"]).matches({}) is True  # absent key satisfies NotIn
+    assert sel("NotIn", ["web"]).matches({"tier": "web"}) is False
+    assert sel("NotIn", ["web"]).matches({"tier": "api"}) is True
+    assert sel("Exists").matches({"tier": ""}) is True
+    assert sel("Exists").matches({}) is False
+    assert sel("DoesNotExist").matches({}) is True
+    assert sel("DoesNotExist").matches({"tier": "x"}) is False
+    assert sel("In", ["a", "b"]).matches({"tier": "b"}) is True
+    assert sel("In", ["a", "b"]).matches({"tier": "c"}) is False

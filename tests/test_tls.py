@@ -1,0 +1,130 @@
+"""One real server over real TLS, as kube-apiserver talks to it.
+
+`dify-volume-init serve` runs in its own process on an ephemeral port with a
+certificate made by `webhook.certs` for the Service; the client trusts only
+that CA and verifies the name `<service>.<namespace>.svc`, as kube-apiserver
+does for a webhook Service reference.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonpatch
+import pytest
+
+from tests import helpers
+from webhook import certs
+
+SERVICE, NAMESPACE = "dify-volume-init", "dify-volume-init"
+SERVICE_DNS = f"{SERVICE}.{NAMESPACE}.svc"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    directory = tmp_path_factory.mktemp("tls")
+    bundle = certs.build(dns_names=certs.service_names(SERVICE, NAMESPACE))
+    certs.write_files(directory, bundle)
+    port = free_port()
+    env = {**os.environ, "VOLUME_INIT_LOG_FORMAT": "text"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(directory / "tls.crt"),
+            "--tls-key",
+            str(directory / "tls.key"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                with httpx.Client(verify=context) as client:
+                    response = client.get(
+                        f"https://127.0.0.1:{port}/readyz",
+                        extensions={"sni_hostname": SERVICE_DNS},
+                    )
+                if response.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"server did not become ready:\n{output}")
+            time.sleep(0.1)
+        yield port, directory
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout:
+            process.stdout.close()
+
+
+def test_admission_over_verified_tls(server: tuple[int, Path]) -> None:
+    port, directory = server
+    context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+    pod = helpers.load_pod(helpers.PODS / "helm-worker-with-init.yaml")
+    body = helpers.review(pod, uid="tls-uid-1")
+    with httpx.Client(verify=context) as client:
+        response = client.post(
+            f"https://127.0.0.1:{port}/mutate",
+            json=body,
+            extensions={"sni_hostname": SERVICE_DNS},
+        )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["response"]["uid"] == "tls-uid-1"
+    assert answer["response"]["patchType"] == "JSONPatch"
+    patch = helpers.decoded_patch(answer)
+    assert patch is not None
+    patched = jsonpatch.apply_patch(pod, patch)
+    assert [c["name"] for c in patched["spec"]["initContainers"]] == [
+        "volume-permissions",
+        "wait-for-db",
+    ]
+
+
+def test_a_name_outside_the_certificate_is_refused(server: tuple[int, Path]) -> None:
+    port, directory = server
+    context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+    with (
+        httpx.Client(verify=context) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        client.get(
+            f"https://127.0.0.1:{port}/healthz",
+            extensions={"sni_hostname": "other.example.com"},
+        )
+
+
+def test_an_untrusted_ca_is_refused(server: tuple[int, Path]) -> None:
+    port, _ = server
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context())
