@@ -33,8 +33,8 @@ system-packages:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check webhook tests
-	$(BIN)/ruff format --check webhook tests
+	$(BIN)/ruff check webhook tests bench
+	$(BIN)/ruff format --check webhook tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

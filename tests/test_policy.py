@@ -119,7 +119,7 @@ def test_empty_selector_is_refused() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("spec: [", "p.yaml:1: invalid YAML"),
+        ("spec: [", "invalid YAML: while parsing a flow node"),
         ("a: 1\na: 2\n", "p.yaml:2: invalid YAML: duplicate key 'a'"),
         ("- 1\n", "must be a YAML mapping"),
         ("", "must be a YAML mapping"),

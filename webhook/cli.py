@@ -1,15 +1,18 @@
 """The command line (SPEC §3): parse arguments, call the core, print.
 
-Exit codes: 0 success, 2 bad input or usage, with one line on stderr naming
-the file and what is wrong (never a traceback).
+Exit codes: 0 success; 1 `review --exit-code` found changes; 2 bad input or
+usage, with one line on stderr naming the file and what is wrong (never a
+traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pydantic
 
@@ -17,6 +20,7 @@ from webhook import __version__, policy
 from webhook.errors import UsageError
 
 EXIT_OK = 0
+EXIT_CHANGED = 1
 EXIT_USAGE = 2
 
 
@@ -57,6 +61,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--service", help="Service name for development certificates")
 
+    review = commands.add_parser(
+        "review",
+        help="show what the webhook would do to manifests, with no cluster",
+        description="Dry-run review: run the webhook's engine on Pods, workloads (their pod"
+        " templates), AdmissionReviews and Lists, and show the result. Explanations, warnings"
+        " and errors go to stderr, so -o yaml can be piped to kubectl apply -f -.",
+    )
+    review.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a manifest file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable",
+    )
+    review.add_argument("--policy", help="policy file (default: the built-in policy)")
+    review.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace of objects that name none (default: default)",
+    )
+    review.add_argument(
+        "-o",
+        "--output",
+        choices=["diff", "patch", "yaml", "json"],
+        default="diff",
+        help="diff (default): a unified diff per changed object; patch: each object's JSON"
+        " Patch for kubectl patch --type json; yaml/json: every document, the changed ones"
+        " mutated",
+    )
+    review.add_argument(
+        "--pod-security",
+        choices=["baseline", "restricted"],
+        default="baseline",
+        help="restricted: review as for a namespace enforcing Pod Security restricted"
+        " (no init container, securityContext only)",
+    )
+    review.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when anything would change (a patch or a refusal), 0 when nothing would",
+    )
+    review.add_argument(
+        "--explain",
+        action="store_true",
+        help="one line per object on stderr: the rule and volume it fixes, or why not",
+    )
+    review.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour diffs: auto (default) on a terminal unless NO_COLOR is set",
+    )
+
     policy_cmd = commands.add_parser("policy", help="work with policy files")
     policy_sub = policy_cmd.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser(
@@ -75,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "policy":
             return _policy(args)
+        if args.command == "review":
+            return _review(args)
     except UsageError as exc:
         print(f"dify-volume-init: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -134,4 +196,55 @@ def _policy(args: argparse.Namespace) -> int:
     loaded = policy.parse_policy(text, source=source)
     rules = ", ".join(rule.name for rule in loaded.spec.rules)
     print(f"{source}: valid ({len(loaded.spec.rules)} rule(s): {rules})")
+    return EXIT_OK
+
+
+def _review(args: argparse.Namespace) -> int:
+    from webhook import render, review, sources  # noqa: PLC0415 - keeps `serve` lean
+
+    files = sources.expand(args.files)
+    loaded = policy.load_policy(args.policy)
+    options = review.Options(
+        policy=loaded, namespace=args.namespace, restricted=args.pod_security == "restricted"
+    )
+    items: list[review.Reviewed] = []
+    results: list[tuple[Any, str]] = []
+    bad = unreadable = False
+    for source in files:
+        for document in sources.read(source):
+            if isinstance(document, sources.InputProblem):
+                print(document, file=sys.stderr)
+                bad = unreadable = True
+                continue
+            reviewed = review.review(
+                document.value, options, source=document.source, line=document.line
+            )
+            unchanged = reviewed.result is document.value
+            results.append((reviewed.result, document.text if unchanged else ""))
+            items.extend(reviewed.flat())
+    for item in items:
+        if item.error:
+            bad = True
+            print(render.explain(item), file=sys.stderr)
+        elif args.explain or (item.decision is not None and item.decision.outcome == "denied"):
+            print(render.explain(item), file=sys.stderr)
+        for warning in item.decision.warnings if item.decision else ():
+            print(f"Warning: {item.label}: {warning}", file=sys.stderr)
+    colour = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    if args.output == "diff":
+        sys.stdout.write(render.diff(items, colour=colour))
+    elif args.output == "patch":
+        sys.stdout.write(render.patches(items))
+    elif not unreadable:
+        # NB: a stream with a document missing must not reach `kubectl apply`.
+        if args.output == "yaml":
+            sys.stdout.write(render.documents_yaml(results))
+        else:
+            sys.stdout.write(render.documents_json([value for value, _ in results]))
+    if bad:
+        return EXIT_USAGE
+    if args.exit_code and any(item.changed for item in items):
+        return EXIT_CHANGED
     return EXIT_OK

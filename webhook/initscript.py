@@ -6,6 +6,10 @@ follows a symbolic link, never leaves the volume's filesystem, and fails with
 a message that names the path and the likely cause. It runs under busybox
 `sh` with only the applets of the busybox image.
 
+The find/chown pass runs one `chown -h` per batch of paths and reports only a
+batch's first error: on a root-squashed export every entry fails, and the
+container log should stay readable.
+
 Volume paths reach the script as positional arguments (`"$@"`), never spliced
 into its text, so no mount path can inject shell code; the only values in the
 text are the two integers of the policy.
@@ -38,8 +42,6 @@ for dir in "$@"; do
     continue
   fi
   start=$(date +%s)
-  # One chown per batch of paths, reporting only a batch's first error: on a
-  # root-squashed export every entry fails, and the log should stay readable.
   batch='out=$(chown -h "$0" -- "$@" 2>&1) ||
     { printf "%s\n" "$out" | head -n 1 >&2; exit 1; }'
   set -o pipefail

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from webhook import emit
+
 Path = tuple[str | int, ...]
 
 
@@ -34,6 +36,8 @@ class Located:
     value: Any
     lines: dict[Path, int] = field(default_factory=dict)
     start_line: int = 1
+    text: str = ""
+    """The document's own text: its leading comments and content, no `---` marker."""
 
     def line_of(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -44,13 +48,21 @@ class Located:
         return self.start_line
 
 
-def load_all(text: str) -> Iterator[Located]:
+# libyaml's parser when PyYAML was built with it (the wheels are): the same
+# nodes and marks, several times faster on large manifests.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_all(text: str, *, track_lines: bool = True) -> Iterator[Located]:
     """Yield each document of `text` with its line map.
 
-    Raises `YAMLFileError` on a syntax error or a duplicate key; the documents
-    before the bad one have been yielded already.
+    With `track_lines=False` only each document's first line is recorded,
+    which is cheaper for large manifests. Raises `YAMLFileError` on a syntax
+    error or a duplicate key; the documents before the bad one have been
+    yielded already. An empty document has the value None.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
+    previous_end = 0
     try:
         while True:
             try:
@@ -66,10 +78,23 @@ def load_all(text: str) -> Iterator[Located]:
             if node is None:  # pragma: no cover - check_node() said there is one
                 return
             doc = Located(None, start_line=node.start_mark.line + 1)
-            doc.value = _build(loader, node, (), doc.lines)
+            doc.value = _build(loader, node, (), doc.lines if track_lines else None)
+            start, end = node.start_mark.index, node.end_mark.index
+            doc.text = _leading_comments(text[previous_end:start]) + text[start:end]
+            previous_end = end
             yield doc
     finally:
         loader.dispose()
+
+
+def _leading_comments(between: str) -> str:
+    """What stands between two documents, less the markers and directives."""
+    kept = [
+        line
+        for line in between.splitlines(keepends=True)
+        if not line.startswith(("---", "...", "%"))
+    ]
+    return "".join(kept).lstrip("\n")
 
 
 def load_one(text: str) -> Located:
@@ -85,8 +110,11 @@ def _reason(exc: yaml.MarkedYAMLError) -> str:
     return ", ".join(parts) if parts else "invalid YAML"
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _build(
+    loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int] | None
+) -> Any:
+    if lines is not None:
+        lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         try:
             loader.flatten_mapping(node)  # resolves `<<` merge keys
@@ -97,17 +125,33 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Pat
             key = _scalar(loader, key_node)
             if key in out:
                 raise YAMLFileError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
-            out[key] = _build(loader, value_node, (*path, str(key)), lines)
+            child = (*path, str(key)) if lines is not None else path
+            out[key] = _build(loader, value_node, child, lines)
         return out
     if isinstance(node, yaml.SequenceNode):
+        if lines is None:
+            return [_build(loader, item, path, None) for item in node.value]
         return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
     return _scalar(loader, node)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise YAMLFileError("a mapping key must be a plain value", node.start_mark.line + 1)
+    if node.tag == _STR_TAG:  # most scalars of a manifest; skip the generic machinery
+        return node.value
     try:
+        construct = loader.yaml_constructors.get(node.tag)
+        if construct is not None:
+            return construct(loader, node)
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError as exc:
         raise YAMLFileError(_reason(exc), node.start_mark.line + 1) from None
+
+
+def dump(value: Any) -> str:
+    """One YAML document, keys in their order, multi-line strings as literal blocks."""
+    return emit.emit(value)

@@ -1,0 +1,126 @@
+"""Reading manifests for `review`: files, directories and standard input.
+
+Each input yields `Document`s (value, file, first line) in order. YAML files
+may hold many documents; JSON files one value or a stream of them. A syntax
+error ends that file with an `InputProblem` naming `file:line`; the files and
+documents before it are still reviewed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webhook import yamlfile
+from webhook.errors import UsageError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One parsed document and where it came from."""
+
+    value: Any
+    source: str
+    line: int
+    text: str = ""
+    """The document's YAML text, to print it verbatim when nothing changes it."""
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A part of an input that could not be read: `source:line: message`."""
+
+    source: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.source}:{self.line}: {self.message}"
+            if self.line
+            else (f"{self.source}: {self.message}")
+        )
+
+
+def expand(paths: list[str]) -> list[str]:
+    """The files to read for `-f` arguments: a directory means its manifests, sorted.
+
+    Raises `UsageError` for a path that does not exist or a directory with no
+    manifests.
+    """
+    files: list[str] = []
+    for raw in paths:
+        if raw == "-":
+            files.append(raw)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+            )
+            if not found:
+                raise UsageError(f"{raw}: no *.yaml, *.yml or *.json files in this directory")
+            files.extend(found)
+        elif path.exists():
+            files.append(raw)
+        else:
+            raise UsageError(f"{raw}: no such file or directory")
+    return files
+
+
+def read(source: str) -> Iterator[Document | InputProblem]:
+    """The documents of one file (or `-`), then an `InputProblem` if it goes bad."""
+    name = "<stdin>" if source == "-" else source
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        yield InputProblem(name, 0, f"cannot read: {exc.strerror}")
+        return
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        yield InputProblem(name, line, f"not UTF-8 text (byte {exc.start})")
+        return
+    if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
+        yield from _json_documents(text, name)
+    else:
+        yield from _yaml_documents(text, name)
+
+
+def _yaml_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
+    try:
+        for doc in yamlfile.load_all(text, track_lines=False):
+            if doc.value is not None:
+                yield Document(doc.value, name, doc.start_line, doc.text)
+    except yamlfile.YAMLFileError as exc:
+        yield InputProblem(name, exc.line, f"invalid YAML: {exc.message}")
+
+
+def _json_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if position >= len(text):
+            return
+        line = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            yield InputProblem(name, exc.lineno, f"invalid JSON: {exc.msg}")
+            return
+        except RecursionError:
+            yield InputProblem(name, line, "invalid JSON: nested too deeply")
+            return
+        except ValueError as exc:
+            yield InputProblem(name, line, f"invalid JSON: {exc}")
+            return
+        yield Document(value, name, line)
