@@ -8,12 +8,7 @@ does for a webhook Service reference.
 
 from __future__ import annotations
 
-import os
-import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,69 +16,20 @@ import httpx
 import jsonpatch
 import pytest
 
-from tests import helpers
+from tests import helpers, servers
 from webhook import certs
 
-SERVICE, NAMESPACE = "dify-volume-init", "dify-volume-init"
-SERVICE_DNS = f"{SERVICE}.{NAMESPACE}.svc"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SERVICE_DNS = servers.SERVICE_DNS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     directory = tmp_path_factory.mktemp("tls")
-    bundle = certs.build(dns_names=certs.service_names(SERVICE, NAMESPACE))
+    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
     certs.write_files(directory, bundle)
-    port = free_port()
-    env = {**os.environ, "VOLUME_INIT_LOG_FORMAT": "text"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(directory / "tls.crt"),
-            "--tls-key",
-            str(directory / "tls.key"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                with httpx.Client(verify=context) as client:
-                    response = client.get(
-                        f"https://127.0.0.1:{port}/readyz",
-                        extensions={"sni_hostname": SERVICE_DNS},
-                    )
-                if response.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"server did not become ready:\n{output}")
-            time.sleep(0.1)
-        yield port, directory
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout:
-            process.stdout.close()
+    args = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
+    with servers.running(args, ca_file=directory / "ca.crt", workdir=directory) as running:
+        yield running.port, directory
 
 
 def test_admission_over_verified_tls(server: tuple[int, Path]) -> None:

@@ -9,13 +9,16 @@ metrics and the one log line per admission.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import traceback
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from webhook import admission, logs
+from webhook import admission, logs, reload
 from webhook.errors import BadRequest, PayloadTooLarge
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -24,13 +27,32 @@ _log = logs.get("admission")
 _JSON = "application/json"
 
 
-def create_app(settings: Settings, runtime: Runtime) -> FastAPI:
-    """The webhook's ASGI app for one process."""
+def create_app(
+    settings: Settings, runtime: Runtime, *, watched: Sequence[reload.Watched] = ()
+) -> FastAPI:
+    """The webhook's ASGI app for one process; `watched` files are polled while it runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if watched:
+            task = asyncio.create_task(
+                reload.watch(list(watched), interval=settings.reload_interval)
+            )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     app = FastAPI(
         title="dify-volume-init",
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.runtime = runtime

@@ -46,91 +46,107 @@ def service_names(service: str, namespace: str) -> list[str]:
     ]
 
 
-def build(
+@dataclass(frozen=True)
+class Authority:
+    """A CA that can issue serving certificates (its key stays in memory)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_authority(common_name: str, *, now: dt.datetime | None = None) -> Authority:
+    """A new self-signed ECDSA P-256 CA, valid ten years."""
+    now = now or dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return Authority(cert, key)
+
+
+def issue(
+    authority: Authority,
     *,
     dns_names: list[str],
-    ip_addresses: list[str] = (),  # type: ignore[assignment]
+    ip_addresses: list[str] | tuple[str, ...] = (),
     days: int = LEAF_MAX_DAYS,
     now: dt.datetime | None = None,
-) -> Bundle:
-    """A new ECDSA P-256 CA and a serving certificate it signs for the given names."""
+) -> tuple[bytes, bytes]:
+    """A serving certificate and its key (PEM) for `dns_names`, signed by `authority`."""
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
     if not 1 <= days <= LEAF_MAX_DAYS:
         raise CertificateError(f"--days must be between 1 and {LEAF_MAX_DAYS}")
     now = now or dt.datetime.now(dt.UTC)
-    start = now - dt.timedelta(minutes=5)  # tolerate small clock skew
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{dns_names[0]} CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
-        .issuer_name(ca_name)
+        .issuer_name(authority.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
+        .not_valid_before(now - dt.timedelta(minutes=5))  # tolerate small clock skew
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), False
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(authority.key, hashes.SHA256())
     )
-    return Bundle(
-        ca_cert=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert=cert.public_bytes(serialization.Encoding.PEM),
-        key=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def build(
+    *,
+    dns_names: list[str],
+    ip_addresses: list[str] | tuple[str, ...] = (),
+    days: int = LEAF_MAX_DAYS,
+    now: dt.datetime | None = None,
+) -> Bundle:
+    """A new CA and a serving certificate it signs for the given names."""
+    if not dns_names:
+        raise ValueError("a serving certificate needs at least one DNS name")
+    authority = new_authority(f"{dns_names[0]} CA", now=now)
+    cert, key = issue(authority, dns_names=dns_names, ip_addresses=ip_addresses, days=days, now=now)
+    return Bundle(ca_cert=authority.cert_pem, cert=cert, key=key)
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", help="the webhook's own namespace, never mutated (default: its own)"
     )
     serve.add_argument("--service", help="Service name for development certificates")
+    serve.add_argument(
+        "--reload-interval",
+        help="seconds between checks of the certificate and policy files for changes (default 2)",
+    )
 
     review = commands.add_parser(
         "review",
@@ -163,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
             "log_level",
             "namespace",
             "service",
+            "reload_interval",
         )
         if getattr(args, name) is not None
     }

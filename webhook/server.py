@@ -10,44 +10,19 @@ the webhook's own: TLS 1.2 at least, built from the configured files.
 from __future__ import annotations
 
 import os
-import ssl
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from webhook import certs, logs, policy
+from webhook import certs, logs, policy, reload, tls
 from webhook.app import create_app
-from webhook.errors import CertificateError
 from webhook.runtime import Runtime
 from webhook.settings import Settings
 
 _log = logs.get("server")
 GRACEFUL_SHUTDOWN_SECONDS = 20
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A server context for the configured certificate and key (TLS 1.2 minimum)."""
-    cert = settings.tls_cert
-    key = settings.tls_key
-    for path, what in ((cert, "certificate"), (key, "private key")):
-        if not path.exists():
-            raise CertificateError(f"{path}: {what} file not found")
-        if not os.access(path, os.R_OK):
-            raise CertificateError(f"{path}: {what} file is not readable")
-    certs.read_certificate(cert)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(cert), str(key))
-    except ssl.SSLError as exc:
-        raise CertificateError(
-            f"{key}: private key does not match {cert} or is not PEM ({exc.reason})"
-        ) from None
-    except OSError as exc:
-        raise CertificateError(f"{key}: cannot read: {exc.strerror}") from None
-    return context
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -60,32 +35,49 @@ def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> tuple[FastAPI, reload.CertificateStore]:
     """The app for one server process, with its policy and certificate loaded."""
     runtime = build_runtime(settings)
-    ssl_context(settings)  # proves the pair loads before the process reports ready
+    store = reload.CertificateStore(settings, runtime)
     expires = certs.expiry(settings.tls_cert.read_bytes())
     runtime.metrics.certificate_expiry.set(expires.timestamp())
     runtime.metrics.certificate_reloads.labels("loaded").inc()
     runtime.certificate_loaded = True
-    return create_app(settings, runtime)
+    watched = reload.watchers(settings, runtime, store)
+    return create_app(settings, runtime, watched=watched), store
+
+
+# NB: with --workers, uvicorn builds the app inside each worker process from an
+# import string; the factory leaves that process's certificate store here for
+# `WebhookConfig.load()`, which runs in the same process right after it.
+_worker_store: reload.CertificateStore | None = None
 
 
 def app_from_environment() -> FastAPI:
     """Factory for worker processes: settings come from `VOLUME_INIT_*` variables."""
+    global _worker_store
     settings = Settings()
     logs.configure(log_format=settings.log_format, level=settings.log_level)
-    return build_app(settings)
+    app, _worker_store = build_app(settings)
+    return app
 
 
 class WebhookConfig(uvicorn.Config):
-    """uvicorn's Config with the webhook's own TLS context.
+    """uvicorn's Config serving the webhook's own, reloadable TLS context.
 
     NB: uvicorn builds its SSLContext in `load()`, in every worker process;
-    overriding `load()` keeps ours there too (TLS 1.2 minimum, checked files).
+    overriding `load()` puts the certificate store's context there instead
+    (TLS 1.2 minimum, files checked, swapped on rotation).
     """
 
-    def __init__(self, app: Any, *, settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        settings: Settings,
+        store: reload.CertificateStore | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             app,
             ssl_certfile=str(settings.tls_cert),
@@ -93,10 +85,14 @@ class WebhookConfig(uvicorn.Config):
             **kwargs,
         )
         self.webhook_settings = settings
+        self.webhook_store = store
 
     def load(self) -> None:
         super().load()
-        self.ssl = ssl_context(self.webhook_settings)
+        store = self.webhook_store or _worker_store
+        self.ssl = (
+            store.listening if store is not None else tls.server_context(self.webhook_settings)
+        )
 
 
 def prepare(settings: Settings) -> None:
@@ -109,7 +105,7 @@ def prepare(settings: Settings) -> None:
             extra={"fields": {"dir": str(settings.tls_cert.parent)}},
         )
     policy.load_policy(settings.policy)
-    ssl_context(settings)
+    tls.server_context(settings)
 
 
 def serve(settings: Settings) -> None:
@@ -122,12 +118,13 @@ def serve(settings: Settings) -> None:
         "log_config": None,
         "access_log": False,
         "server_header": False,
-        "lifespan": "off",
+        "lifespan": "on",
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "timeout_keep_alive": 65,
     }
     if settings.workers == 1:
-        config = WebhookConfig(build_app(settings), settings=settings, **common)
+        app, store = build_app(settings)
+        config = WebhookConfig(app, settings=settings, store=store, **common)
         uvicorn.Server(config).run()
         return
     # Worker processes rebuild the settings from the environment.

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     namespace: str = Field(default="", description="the webhook's own namespace, never mutated")
     service: str = "dify-volume-init"
+    reload_interval: float = Field(
+        default=2.0, gt=0, le=300, description="seconds between checks of the cert and policy"
+    )
 
     def own_namespace(self) -> str:
         """The webhook's namespace: the setting, else the service account's, else the default."""

@@ -1,0 +1,147 @@
+"""Hot reload of the serving certificate and the policy, with no restart.
+
+cert-manager renews a certificate by rewriting its Secret; the kubelet then
+swaps the Secret volume's `..data` symlink, so `tls.crt` and `tls.key` change
+together from the reader's point of view, a little after the fact. A
+ConfigMap volume changes the same way. Each `Watched` file set is polled
+(cheap: two small files read and compared every couple of seconds) and, when
+its content changes, loaded and checked *before* it replaces what is in
+force: a new certificate must load with its key, a new policy must validate.
+A bad new version is refused with one log line, and the last good one stays.
+
+The TLS side needs no restart: the listening socket's `SSLContext` has an SNI
+callback (called on every handshake, with or without SNI) that hands the
+connection the current context, so new handshakes use the new pair while
+connections already open finish on the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webhook import certs, logs, policy, tls
+from webhook.errors import UsageError
+from webhook.runtime import Runtime
+from webhook.settings import Settings
+
+_log = logs.get("reload")
+POLL_SECONDS = 2.0
+
+
+def _fingerprint(paths: list[Path]) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        for path in paths:
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+@dataclass
+class Watched:
+    """A set of files and what to do when their content changes."""
+
+    name: str
+    paths: list[Path]
+    load: Callable[[], None]
+    """Load and apply the new version; raise `UsageError` to refuse it."""
+    on_result: Callable[[str], None] = lambda result: None
+    seen: str | None = field(default=None)
+
+    def prime(self) -> None:
+        """Remember the current content as already loaded."""
+        self.seen = _fingerprint(self.paths)
+
+    def check(self) -> bool:
+        """Reload if the content changed since last seen; True when a new version took effect."""
+        current = _fingerprint(self.paths)
+        if current is None or current == self.seen:
+            return False
+        self.seen = current
+        try:
+            self.load()
+        except UsageError as exc:
+            self.on_result("rejected")
+            _log.error(
+                f"refused the new {self.name}; the previous one stays in force",
+                extra={"fields": {"reason": str(exc)}},
+            )
+            return False
+        self.on_result("loaded")
+        _log.info(
+            f"loaded the new {self.name}", extra={"fields": {"files": [str(p) for p in self.paths]}}
+        )
+        return True
+
+
+class CertificateStore:
+    """The serving context in force, swapped on handshakes by an SNI callback."""
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self._settings = settings
+        self._runtime = runtime
+        self.current = self._build()
+        self.listening = self._build()
+        self.listening.sni_callback = self._select
+
+    def _build(self) -> ssl.SSLContext:
+        return tls.server_context(self._settings)
+
+    def _select(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext
+    ) -> None:
+        connection.context = self.current
+
+    def reload(self) -> None:
+        """Build a context from the files now on disk; raises `UsageError` if they are bad."""
+        context = self._build()
+        expires = certs.expiry(self._settings.tls_cert.read_bytes())
+        self.current = context
+        self._runtime.metrics.certificate_expiry.set(expires.timestamp())
+
+
+def watchers(settings: Settings, runtime: Runtime, store: CertificateStore | None) -> list[Watched]:
+    """What to watch in a server process: the certificate pair and the policy file."""
+    found: list[Watched] = []
+    metrics = runtime.metrics
+    if store is not None:
+        found.append(
+            Watched(
+                "serving certificate",
+                [settings.tls_cert, settings.tls_key],
+                store.reload,
+                lambda result: metrics.certificate_reloads.labels(result).inc(),
+            )
+        )
+    if settings.policy is not None:
+        policy_path = settings.policy
+
+        def load_policy() -> None:
+            runtime.policy = policy.load_policy(policy_path)
+
+        found.append(
+            Watched(
+                "policy",
+                [policy_path],
+                load_policy,
+                lambda result: metrics.policy_reloads.labels(result).inc(),
+            )
+        )
+    for watched in found:
+        watched.prime()
+    return found
+
+
+async def watch(found: list[Watched], *, interval: float = POLL_SECONDS) -> None:
+    """Poll every `interval` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        for watched in found:
+            watched.check()
