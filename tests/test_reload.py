@@ -126,12 +126,12 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
             metrics = client.get("/metrics", extensions={"sni_hostname": servers.SERVICE_DNS}).text
         assert 'volume_init_certificate_reloads_total{result="loaded"} 4.0' in metrics
         expiry = x509.load_pem_x509_certificate((tls_dir / "tls.crt").read_bytes())
-        stamp = int(expiry.not_valid_after_utc.timestamp())
-        assert (
-            f"volume_init_certificate_expiry_timestamp_seconds {stamp}"
-            in metrics.replace("e+09", "")
-            or f"volume_init_certificate_expiry_timestamp_seconds {stamp:.9e}" in metrics
-        )
+        (line,) = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("volume_init_certificate_expiry_timestamp_seconds ")
+        ]
+        assert float(line.split()[1]) == expiry.not_valid_after_utc.timestamp()
 
 
 def test_policy_edits_apply_and_bad_ones_are_refused(tmp_path: Path) -> None:
