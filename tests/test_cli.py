@@ -97,3 +97,36 @@ def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
     result = run("serve", "--tls-cert", "tls.crt", "--tls-key", "tls.key", cwd=tmp_path)
     assert result.returncode == 2
     assert "tls.key: private key does not match tls.crt" in result.stderr
+
+
+def test_certs_then_manifests_with_the_ca_bundle(tmp_path: Path) -> None:
+    import base64
+
+    import yaml
+
+    result = run("certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    ca = (tmp_path / "ca.crt").read_bytes()
+    assert base64.b64decode(result.stdout.strip()) == ca
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
+    again = run("certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path))
+    assert again.returncode == 2
+    assert "already exists (use --force to replace it)" in again.stderr
+    manifests = run("manifests", "--namespace", "ops", "--ca-bundle", str(tmp_path / "ca.crt"))
+    assert manifests.returncode == 0, manifests.stderr
+    docs = list(yaml.safe_load_all(manifests.stdout))
+    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    assert {base64.b64decode(w["clientConfig"]["caBundle"]) for w in config["webhooks"]} == {ca}
+    assert {w["clientConfig"]["service"]["namespace"] for w in config["webhooks"]} == {"ops"}
+
+
+def test_manifests_bad_inputs(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("hello")
+    result = run("manifests", "--ca-bundle", str(not_pem))
+    assert result.returncode == 2
+    assert result.stderr == f"dify-volume-init: {not_pem}: not a PEM certificate\n"
+    assert run("manifests", "--policy", str(tmp_path / "none.yaml")).returncode == 2
+    both = run("manifests", "--cert-manager", "--ca-bundle", str(not_pem))
+    assert both.returncode == 2
+    assert "not allowed with" in both.stderr

@@ -121,6 +121,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour diffs: auto (default) on a terminal unless NO_COLOR is set",
     )
 
+    certs_cmd = commands.add_parser(
+        "certs",
+        help="write a CA and a serving certificate for the webhook's Service",
+        description="Write ca.crt, tls.crt and tls.key (ECDSA P-256; the key 0600) for"
+        " <service>.<namespace>.svc and its other names, then print the base64 caBundle"
+        " for `manifests --ca-bundle`.",
+    )
+    certs_cmd.add_argument("--service", default="dify-volume-init", help="Service name")
+    certs_cmd.add_argument("--namespace", default="dify-volume-init", help="its namespace")
+    certs_cmd.add_argument("--out-dir", default="certs", help="where to write (default certs/)")
+    certs_cmd.add_argument(
+        "--days", type=int, default=365, help="serving certificate lifetime, at most 365"
+    )
+    certs_cmd.add_argument("--force", action="store_true", help="replace existing files")
+
+    manifests_cmd = commands.add_parser(
+        "manifests",
+        help="print the deployment YAML (the same objects as deploy/)",
+        description="Print every object of the install: Namespace, ServiceAccount, the policy"
+        " ConfigMap, Deployment, PodDisruptionBudget, Service and the"
+        " MutatingWebhookConfiguration, whose object selection is derived from the policy.",
+    )
+    manifests_cmd.add_argument("--policy", help="policy file (default: the built-in policy)")
+    manifests_cmd.add_argument(
+        "--namespace", default="dify-volume-init", help="namespace to install into"
+    )
+    manifests_cmd.add_argument("--image", help="webhook image (default: the release image)")
+    tls_source = manifests_cmd.add_mutually_exclusive_group()
+    tls_source.add_argument(
+        "--ca-bundle", metavar="FILE", help="CA certificate (PEM) that signed the serving cert"
+    )
+    tls_source.add_argument(
+        "--cert-manager",
+        action="store_true",
+        help="add a cert-manager Issuer and Certificate, and let cert-manager inject the CA",
+    )
+
     policy_cmd = commands.add_parser("policy", help="work with policy files")
     policy_sub = policy_cmd.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser(
@@ -141,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _policy(args)
         if args.command == "review":
             return _review(args)
+        if args.command == "certs":
+            return _certs(args)
+        if args.command == "manifests":
+            return _manifests(args)
     except UsageError as exc:
         print(f"dify-volume-init: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -252,4 +293,48 @@ def _review(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.exit_code and any(item.changed for item in items):
         return EXIT_CHANGED
+    return EXIT_OK
+
+
+def _certs(args: argparse.Namespace) -> int:
+    import base64  # noqa: PLC0415
+
+    from webhook import certs  # noqa: PLC0415
+
+    bundle = certs.build(
+        dns_names=certs.service_names(args.service, args.namespace), days=args.days
+    )
+    written = certs.write_files(Path(args.out_dir), bundle, force=args.force)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    print(base64.b64encode(bundle.ca_cert).decode("ascii"))
+    return EXIT_OK
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from webhook import manifests  # noqa: PLC0415
+
+    if args.policy:
+        text = policy.read_policy_text(Path(args.policy))
+        loaded = policy.parse_policy(text, source=args.policy)
+    else:
+        text = policy.default_policy_text()
+        loaded = policy.default_policy()
+    ca_bundle = None
+    if args.ca_bundle:
+        from webhook import certs  # noqa: PLC0415
+
+        ca_bundle = certs.read_certificate(Path(args.ca_bundle))
+    sys.stdout.write(
+        manifests.render(
+            manifests.objects(
+                loaded,
+                text,
+                namespace=args.namespace,
+                image=args.image or manifests.DEFAULT_IMAGE,
+                ca_bundle=ca_bundle,
+                cert_manager=args.cert_manager,
+            )
+        )
+    )
     return EXIT_OK

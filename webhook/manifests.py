@@ -1,0 +1,360 @@
+"""The deployment (SPEC §7) as Kubernetes objects, derived from the policy.
+
+`objects()` returns every object `kubectl apply` needs, as plain dicts, in
+the order they apply; `deploy/` holds the same YAML (a test fails when they
+drift). The webhook configuration is derived from the policy so the apiserver
+sends only pods the policy can match: one webhook entry per pod selector of
+each rule, whose `objectSelector` is that selector. (An objectSelector is a
+single LabelSelector, and the policy's selectors are ORed; one entry each
+keeps the apiserver's own label matching, which works on every supported
+Kubernetes version, instead of CEL `matchConditions`. A pod matching two
+selectors is sent twice; the second call sees the first's patch and answers
+`already-injected`.) Each entry exists twice, with complementary namespace
+selectors on `pod-security.kubernetes.io/enforce`: namespaces enforcing
+"restricted" are sent to `/mutate/restricted`, all others to `/mutate`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from webhook import __version__, certs, emit
+from webhook.policy import LabelSelector, Policy
+
+NAME = "dify-volume-init"
+DEFAULT_NAMESPACE = "dify-volume-init"
+DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{__version__}"
+TLS_SECRET = f"{NAME}-tls"
+POLICY_CONFIGMAP = f"{NAME}-policy"
+RUN_AS = 65532  # the distroless "nonroot" user
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+DISABLE_LABEL = "volume-init.dify.ai/inject"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+CERT_DIR = "/etc/dify-volume-init/tls"
+POLICY_DIR = "/etc/dify-volume-init/policy"
+LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "webhook"}
+
+
+def objects(
+    policy: Policy,
+    policy_text: str,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    image: str = DEFAULT_IMAGE,
+    ca_bundle: bytes | None = None,
+    cert_manager: bool = False,
+) -> list[dict[str, Any]]:
+    """Every object of the install, in apply order."""
+    if ca_bundle is not None and cert_manager:
+        raise ValueError("--ca-bundle and --cert-manager exclude each other")
+    found = [
+        _namespace(namespace),
+        _service_account(namespace),
+        _policy_configmap(namespace, policy_text),
+        _deployment(namespace, image),
+        _disruption_budget(namespace),
+        _service(namespace),
+    ]
+    if cert_manager:
+        found += cert_manager_objects(namespace)
+    found.append(
+        webhook_configuration(
+            policy, namespace=namespace, ca_bundle=ca_bundle, cert_manager=cert_manager
+        )
+    )
+    return found
+
+
+def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = dict(LABELS)
+    return meta
+
+
+def _namespace(namespace: str) -> dict[str, Any]:
+    meta = _meta(namespace)
+    # Its own pods are never sent to it, and they meet Pod Security "restricted".
+    meta["labels"].update({DISABLE_LABEL: "disabled", ENFORCE_LABEL: "restricted"})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def _service_account(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(NAME, namespace),
+        # The webhook calls no Kubernetes API: no token, no RBAC.
+        "automountServiceAccountToken": False,
+    }
+
+
+def _policy_configmap(namespace: str, policy_text: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(POLICY_CONFIGMAP, namespace),
+        "data": {"policy.yaml": policy_text},
+    }
+
+
+def _deployment(namespace: str, image: str) -> dict[str, Any]:
+    selector = dict(LABELS)
+    probe = {"scheme": "HTTPS", "port": "https"}
+    container = {
+        "name": "webhook",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "serve",
+            "--tls-cert",
+            f"{CERT_DIR}/tls.crt",
+            "--tls-key",
+            f"{CERT_DIR}/tls.key",
+            "--policy",
+            f"{POLICY_DIR}/policy.yaml",
+        ],
+        "env": [
+            {
+                "name": "VOLUME_INIT_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            }
+        ],
+        "ports": [{"name": "https", "containerPort": 8443, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **probe},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", **probe},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # Directories, not subPath: the kubelet updates them in place when the
+        # Secret or ConfigMap changes, and the webhook reloads them.
+        "volumeMounts": [
+            {"name": "tls", "mountPath": CERT_DIR, "readOnly": True},
+            {"name": "policy", "mountPath": POLICY_DIR, "readOnly": True},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(NAME, namespace),
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": dict(LABELS)},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "affinity": {
+                        "podAntiAffinity": {
+                            "preferredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "weight": 100,
+                                    "podAffinityTerm": {
+                                        "topologyKey": "kubernetes.io/hostname",
+                                        "labelSelector": {"matchLabels": selector},
+                                    },
+                                }
+                            ]
+                        }
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tls", "secret": {"secretName": TLS_SECRET}},
+                        {"name": "policy", "configMap": {"name": POLICY_CONFIGMAP}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _disruption_budget(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(NAME, namespace),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(LABELS)}},
+    }
+
+
+def _service(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(NAME, namespace),
+        "spec": {
+            "selector": dict(LABELS),
+            "ports": [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}],
+        },
+    }
+
+
+def cert_manager_objects(namespace: str) -> list[dict[str, Any]]:
+    """A self-signed Issuer and the serving Certificate, written to the TLS Secret."""
+    return [
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Issuer",
+            "metadata": _meta(f"{NAME}-selfsigned", namespace),
+            "spec": {"selfSigned": {}},
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": _meta(NAME, namespace),
+            "spec": {
+                "secretName": TLS_SECRET,
+                "dnsNames": certs.service_names(NAME, namespace),
+                "duration": "2160h",
+                "renewBefore": "720h",
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "usages": ["server auth", "digital signature"],
+                "issuerRef": {"name": f"{NAME}-selfsigned", "kind": "Issuer"},
+            },
+        },
+    ]
+
+
+def excluded_namespaces(policy: Policy, namespace: str) -> list[str]:
+    """Namespaces no entry sends: the webhook's own, kube-system and the policy's list."""
+    names = [namespace, "kube-system", *policy.spec.exclude_namespaces]
+    return list(dict.fromkeys(names))
+
+
+def webhook_configuration(
+    policy: Policy,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    ca_bundle: bytes | None = None,
+    cert_manager: bool = False,
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration: two entries per pod selector of each rule."""
+    entries = []
+    for rule in policy.spec.rules:
+        for index, selector in enumerate(rule.pod_selectors):
+            for restricted in (False, True):
+                entries.append(
+                    _entry(
+                        name=f"{rule.name}-{index}{'-restricted' if restricted else ''}"
+                        ".volume-init.dify.ai",
+                        selector=selector,
+                        restricted=restricted,
+                        namespace=namespace,
+                        excluded=excluded_namespaces(policy, namespace),
+                        ca_bundle=ca_bundle,
+                    )
+                )
+    meta = _meta(NAME)
+    if cert_manager:
+        meta["annotations"] = {"cert-manager.io/inject-ca-from": f"{namespace}/{NAME}"}
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": meta,
+        "webhooks": entries,
+    }
+
+
+def _entry(
+    *,
+    name: str,
+    selector: LabelSelector,
+    restricted: bool,
+    namespace: str,
+    excluded: list[str],
+    ca_bundle: bytes | None,
+) -> dict[str, Any]:
+    client: dict[str, Any] = {
+        "service": {
+            "name": NAME,
+            "namespace": namespace,
+            "path": "/mutate/restricted" if restricted else "/mutate",
+            "port": 443,
+        }
+    }
+    if ca_bundle is not None:
+        client["caBundle"] = base64.b64encode(ca_bundle).decode("ascii")
+    return {
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": client,
+        "rules": [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ],
+        # Fail open: a pod created while the webhook is down starts unpatched
+        # (as it would without the webhook) instead of not at all.
+        "failurePolicy": "Ignore",
+        "matchPolicy": "Equivalent",
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "reinvocationPolicy": "IfNeeded",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded},
+                {"key": DISABLE_LABEL, "operator": "NotIn", "values": ["disabled"]},
+                {
+                    "key": ENFORCE_LABEL,
+                    "operator": "In" if restricted else "NotIn",
+                    "values": ["restricted"],
+                },
+            ]
+        },
+        "objectSelector": selector.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+    }
+
+
+HEADER = (
+    "# dify-volume-init: generated by `dify-volume-init manifests`; edit the policy, not this.\n"
+)
+
+
+def render(found: list[dict[str, Any]]) -> str:
+    """The objects as one YAML stream, with a header comment."""
+    return HEADER + "---\n".join(emit.emit(obj) for obj in found)
