@@ -174,3 +174,42 @@ def test_the_script_needs_dac_override_for_foreign_private_directories(
     result = sandbox.run_container(init, {"app-data": storage}, tmp_path, caps="-all,+chown")
     assert result.returncode != 0
     assert os.lstat(storage / "other-user-0700" / "inside.txt").st_uid == 4242
+
+
+def test_hard_links_are_left_alone(policy: Policy, tmp_path: Path) -> None:
+    """A hard link in the volume to a file elsewhere: chowning it would chown that file."""
+    storage = tmp_path / "volume"
+    storage.mkdir()
+    outside = tmp_path / "shadow"
+    outside.write_text("root:x:0:0")
+    os.link(outside, storage / "innocent-looking")
+    (storage / "plain").write_text("p")
+    init = injected_container(policy, "helm-api.yaml")
+    result = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (outside.stat().st_uid, outside.stat().st_gid) == (0, 0)
+    assert "innocent-looking: has other hard links, left alone" in result.stderr
+    assert os.lstat(storage / "plain").st_uid == 1001
+    assert os.lstat(storage).st_uid == 1001
+
+
+ODD_PATH = '/data/it\'s "$(touch /pwned)" `touch /pwned2` $HOME\nnext line'
+
+
+def test_odd_mount_paths_reach_the_script_as_data(policy: Policy, tmp_path: Path) -> None:
+    rule = policy.spec.rules[0].model_copy(update={"mount_paths": (ODD_PATH,)})
+    odd = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
+    pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+    pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = ODD_PATH
+    decision = mutation.mutate(pod, odd, namespace="dify")
+    init = decision.pod["spec"]["initContainers"][0]
+    assert init["command"][-1] == ODD_PATH
+    assert ODD_PATH not in init["command"][2], "paths are arguments, never script text"
+    storage = tmp_path / "volume"
+    storage.mkdir()
+    (storage / "f").write_text("x")
+    result = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"volume-init: {ODD_PATH}: changed the owner of 2 entries" in result.stdout
+    assert set(owners(storage).values()) == {(1001, 1001)}
+    assert not any(p.name in ("pwned", "pwned2") for p in tmp_path.rglob("*"))

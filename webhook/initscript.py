@@ -6,9 +6,14 @@ follows a symbolic link, never leaves the volume's filesystem, and fails with
 a message that names the path and the likely cause. It runs under busybox
 `sh` with only the applets of the busybox image.
 
-The find/chown pass runs one `chown -h` per batch of paths and reports only a
+The find/chown pass runs one `chown -h` per batch of paths (each batch
+reports its size, so names with newlines count right) and reports only a
 batch's first error: on a root-squashed export every entry fails, and the
-container log should stay readable.
+container log should stay readable. A file with more than one hard link is
+left alone and named: its other names may be outside the volume (a hostPath
+on the node's root filesystem), and changing the owner of the inode would
+change theirs. NB: busybox `find` never runs an `-exec ... {} +` placed
+inside parentheses, so the expression keeps them at the top level.
 
 Volume paths reach the script as positional arguments (`"$@"`), never spliced
 into its text, so no mount path can inject shell code; the only values in the
@@ -43,10 +48,13 @@ for dir in "$@"; do
   fi
   start=$(date +%s)
   batch='out=$(chown -h "$0" -- "$@" 2>&1) ||
-    { printf "%s\n" "$out" | head -n 1 >&2; exit 1; }'
+    { printf "%s\n" "$out" | head -n 1 >&2; exit 1; }; echo $#'
+  skip='echo "volume-init: $1: has other hard links, left alone" >&2'
   set -o pipefail
-  if changed=$(find "$dir" -xdev ! \( -user @USER@ -group @GROUP@ \) \
-      -exec sh -c "$batch" "$want" {} + -print | wc -l); then
+  if changed=$(find "$dir" -xdev \
+      ! \( -user @USER@ -group @GROUP@ \) ! -type d -links +1 -exec sh -c "$skip" - {} \; \
+      -o ! \( -user @USER@ -group @GROUP@ \) -exec sh -c "$batch" "$want" {} + \
+      | awk '{ n += $1 } END { print n + 0 }'); then
     set +o pipefail
     rm -f -- "$flag" && printf '%s\n' "$want" > "$flag" && chown -h "$want" -- "$flag" || {
       echo "volume-init: $dir: ownership fixed but the flag file $flag could not be written" >&2
