@@ -4,14 +4,16 @@ input makes `/mutate` answer 5xx."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
+import os
 from typing import Any
 
 import jsonpatch
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests import helpers, strategies
@@ -118,3 +120,100 @@ def _client() -> TestClient:
 
 def test_policy_fixture_is_default(policy: Policy) -> None:
     assert policy == POLICY
+
+
+GOLDEN_REVIEWS = [helpers.review(helpers.load_pod(p)) for p in helpers.pod_inputs()]
+ODD_VALUES = st.one_of(
+    st.sampled_from([None, True, 0, -1, 2**63, 1.5, "", "x", [], {}, [None], {"": None}]),
+    st.text(max_size=6),
+    st.integers(),
+)
+
+
+@st.composite
+def mutated_reviews(draw: st.DrawFn) -> Any:
+    """A valid AdmissionReview of a golden pod, then 1-3 random edits anywhere in it.
+
+    Each edit walks from the root to a random node (stopping early at random)
+    and deletes it, replaces it with an odd value, turns it into a string, or
+    wraps it in a list.
+    """
+    body: Any = copy.deepcopy(draw(st.sampled_from(GOLDEN_REVIEWS)))
+    for _ in range(draw(st.integers(1, 3))):
+        parent: Any = None
+        key: Any = None
+        node: Any = body
+        # Most edits go into the pod, where the webhook reads the most.
+        for part in draw(
+            st.sampled_from([(), ("request", "object"), ("request", "object", "spec")])
+        ):
+            if not (isinstance(node, dict) and isinstance(node.get(part), dict)):
+                break
+            parent, key, node = node, part, node[part]
+        while isinstance(node, dict | list) and node and draw(st.integers(0, 5)) > 0:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
+            node = node[key]
+        action = draw(st.sampled_from(["delete", "replace", "retype", "wrap"]))
+        if parent is None:
+            body = copy.deepcopy(draw(ODD_VALUES)) if action == "replace" else [body]
+        elif action == "delete":
+            del parent[key]
+        elif action == "replace":
+            parent[key] = copy.deepcopy(draw(ODD_VALUES))
+        elif action == "retype":
+            parent[key] = (
+                str(node) if not isinstance(node, str) else copy.deepcopy(draw(ODD_VALUES))
+            )
+        else:
+            parent[key] = [node]
+    return body
+
+
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(body=mutated_reviews())
+def test_fuzzed_reviews_never_get_5xx(body: Any) -> None:
+    status, text = _asgi_post("/mutate", json.dumps(body).encode())
+    event(f"HTTP {status}")
+    assert status in (200, 400), text
+    if status == 200:
+        assert json.loads(text)["response"]["uid"] == body["request"]["uid"]
+
+
+_LOOP = asyncio.new_event_loop()
+
+
+def _asgi_post(path: str, body: bytes) -> tuple[int, bytes]:
+    """POST straight into the ASGI app (no HTTP client), so 10,000 examples run in seconds."""
+    app = _client().app
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8443),
+    }
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    _LOOP.run_until_complete(app(scope, receive, send))  # type: ignore[arg-type]
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    text = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return int(status), text

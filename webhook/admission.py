@@ -101,7 +101,7 @@ def decode(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"request body is not UTF-8 (byte {exc.start})") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not JSON: {exc.msg} at char {exc.pos}") from None
     except RecursionError:
@@ -111,6 +111,11 @@ def decode(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BadRequest("request body is not a JSON object: expected an AdmissionReview")
     return document
+
+
+def _reject_constant(name: str) -> Any:
+    # NB: Python's json reads NaN and Infinity; JSON (and kube-apiserver) does not.
+    raise ValueError(f"{name} is not JSON")
 
 
 def answer(
@@ -123,10 +128,10 @@ def answer(
     """The answer to one decoded AdmissionReview; `BadRequest` when it is malformed."""
     api_version = document.get("apiVersion")
     if api_version not in API_VERSIONS:
-        expected = ", ".join(API_VERSIONS)
-        raise BadRequest(f"apiVersion {api_version!r} is not supported: expected {expected}")
+        # NB: request values are never echoed: this message is logged.
+        raise BadRequest(f"apiVersion: expected {' or '.join(API_VERSIONS)}")
     if document.get("kind") != "AdmissionReview":
-        raise BadRequest(f"kind {document.get('kind')!r}: expected AdmissionReview")
+        raise BadRequest("kind: expected AdmissionReview")
     request = document.get("request")
     if not isinstance(request, dict):
         raise BadRequest("request: missing or not an object")

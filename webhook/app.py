@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import time
 import traceback
+import types
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,6 +27,7 @@ from webhook.runtime import Runtime
 from webhook.settings import Settings
 
 _log = logs.get("admission")
+_server_log = logs.get("server")
 _JSON = "application/json"
 
 
@@ -34,6 +38,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _drain_on_sigterm(runtime, delay=settings.shutdown_delay)
         task = None
         if watched:
             task = asyncio.create_task(
@@ -93,6 +98,36 @@ def create_app(
     return app
 
 
+def _drain_on_sigterm(runtime: Runtime, *, delay: float) -> None:
+    """On SIGTERM, turn readiness false first, and only `delay` seconds later let
+    uvicorn stop accepting and finish what is in flight.
+
+    NB: uvicorn installs its own handlers (with `signal.signal`) before the
+    lifespan starts; this wraps its SIGTERM handler. The delay covers the time
+    Kubernetes takes to drop a not-ready pod from the Service's endpoints, so
+    the apiserver stops sending new calls before the listener closes.
+    """
+    if delay <= 0 or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    uvicorn_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(uvicorn_handler):
+        return
+
+    def on_sigterm(sig: int, frame: types.FrameType | None) -> None:
+        if runtime.shutting_down:  # a second SIGTERM: stop now
+            uvicorn_handler(sig, frame)
+            return
+        runtime.shutting_down = True
+        _server_log.info(
+            "SIGTERM: readiness is false; closing the listener after the drain delay",
+            extra={"fields": {"delaySeconds": delay}},
+        )
+        loop.call_soon_threadsafe(loop.call_later, delay, uvicorn_handler, sig, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 async def _read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > admission.MAX_BODY_BYTES:
@@ -107,11 +142,27 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _peer_verified(request: Request, runtime: Runtime) -> bool:
+    client = request.client
+    return client is not None and runtime.verified_peers.get((client.host, client.port), False)
+
+
 async def _admit(request: Request, runtime: Runtime, *, restricted: bool) -> Response:
     started = time.perf_counter()
     endpoint = "/mutate/restricted" if restricted else "/mutate"
     metrics = runtime.metrics
     document: dict[str, Any] | None = None
+    if runtime.require_client_certificate and not _peer_verified(request, runtime):
+        metrics.admissions.labels("error", "unauthenticated").inc()
+        _log.warning(
+            "admission request without a verified client certificate",
+            extra={"fields": {"endpoint": endpoint, "status": 403}},
+        )
+        return Response(
+            "a client certificate signed by the configured --client-ca is required\n",
+            403,
+            media_type="text/plain",
+        )
     try:
         policy = runtime.policy
         if policy is None:

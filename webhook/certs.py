@@ -86,8 +86,13 @@ def issue(
     ip_addresses: list[str] | tuple[str, ...] = (),
     days: int = LEAF_MAX_DAYS,
     now: dt.datetime | None = None,
+    client: bool = False,
 ) -> tuple[bytes, bytes]:
-    """A serving certificate and its key (PEM) for `dns_names`, signed by `authority`."""
+    """A serving certificate and its key (PEM) for `dns_names`, signed by `authority`.
+
+    With `client=True` the certificate is for TLS client authentication instead
+    (as kube-apiserver presents to a webhook that asks for one).
+    """
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
     if not 1 <= days <= LEAF_MAX_DAYS:
@@ -106,7 +111,12 @@ def issue(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), False

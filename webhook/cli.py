@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--service", help="Service name for development certificates")
     serve.add_argument(
+        "--client-ca",
+        help="require admission callers to present a client certificate signed by this CA"
+        " (PEM), as kube-apiserver does when its admission config gives it one",
+    )
+    serve.add_argument(
+        "--shutdown-delay",
+        help="seconds between SIGTERM, which turns readiness false, and closing the"
+        " listener (default 5)",
+    )
+    serve.add_argument(
         "--reload-interval",
         help="seconds between checks of the certificate and policy files for changes (default 2)",
     )
@@ -208,6 +218,8 @@ def _serve(args: argparse.Namespace) -> int:
             "log_level",
             "namespace",
             "service",
+            "client_ca",
+            "shutdown_delay",
             "reload_interval",
         )
         if getattr(args, name) is not None

@@ -90,8 +90,8 @@ def _kind(value: Any) -> str:
         list: "a list",
         str: "a string",
         bool: "a boolean",
-        int: "a number",
-        float: "a number",
+        int: "an integer",
+        float: "a non-integer number",
     }.get(type(value), type(value).__name__)
 
 

@@ -86,7 +86,7 @@ class CertificateStore:
 
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self._settings = settings
-        self._runtime = runtime
+        self.runtime = runtime
         self.current = self._build()
         self.listening = self._build()
         self.listening.sni_callback = self._select
@@ -104,7 +104,7 @@ class CertificateStore:
         context = self._build()
         expires = certs.expiry(self._settings.tls_cert.read_bytes())
         self.current = context
-        self._runtime.metrics.certificate_expiry.set(expires.timestamp())
+        self.runtime.metrics.certificate_expiry.set(expires.timestamp())
 
 
 def watchers(settings: Settings, runtime: Runtime, store: CertificateStore | None) -> list[Watched]:
@@ -115,7 +115,8 @@ def watchers(settings: Settings, runtime: Runtime, store: CertificateStore | Non
         found.append(
             Watched(
                 "serving certificate",
-                [settings.tls_cert, settings.tls_key],
+                [settings.tls_cert, settings.tls_key]
+                + ([settings.client_ca] if settings.client_ca is not None else []),
                 store.reload,
                 lambda result: metrics.certificate_reloads.labels(result).inc(),
             )

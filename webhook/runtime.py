@@ -21,7 +21,10 @@ class Runtime:
     protected_namespaces: frozenset[str] = frozenset()
     certificate_loaded: bool = False
     shutting_down: bool = False
+    require_client_certificate: bool = False
     metrics: Metrics = field(default_factory=Metrics)
+    verified_peers: dict[tuple[str, int], bool] = field(default_factory=dict)
+    """Open connections by client address: did the client present a verified certificate."""
 
     @property
     def ready(self) -> bool:

@@ -9,6 +9,7 @@ the webhook's own: TLS 1.2 at least, built from the configured files.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -43,6 +44,7 @@ def build_app(settings: Settings) -> tuple[FastAPI, reload.CertificateStore]:
     runtime.metrics.certificate_expiry.set(expires.timestamp())
     runtime.metrics.certificate_reloads.labels("loaded").inc()
     runtime.certificate_loaded = True
+    runtime.require_client_certificate = settings.client_ca is not None
     watched = reload.watchers(settings, runtime, store)
     return create_app(settings, runtime, watched=watched), store
 
@@ -90,9 +92,35 @@ class WebhookConfig(uvicorn.Config):
     def load(self) -> None:
         super().load()
         store = self.webhook_store or _worker_store
-        self.ssl = (
-            store.listening if store is not None else tls.server_context(self.webhook_settings)
-        )
+        if store is None:  # pragma: no cover - build_app always made one
+            self.ssl = tls.server_context(self.webhook_settings)
+            return
+        self.ssl = store.listening
+        self.http_protocol_class = _recording_peers(self.http_protocol_class, store.runtime)
+
+
+def _recording_peers(base: type[asyncio.Protocol], runtime: Runtime) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, noting per connection whether the client's certificate verified.
+
+    NB: uvicorn puts no TLS details in the ASGI scope; the client address it
+    does put there is the key (a connection is called after its handshake).
+    """
+
+    class RecordingPeers(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            peer = transport.get_extra_info("peername")
+            self._webhook_peer = tuple(peer[:2]) if isinstance(peer, tuple) else None
+            if self._webhook_peer is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                runtime.verified_peers[self._webhook_peer] = tls.peer_verified(ssl_object)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._webhook_peer is not None:
+                runtime.verified_peers.pop(self._webhook_peer, None)
+            super().connection_lost(exc)
+
+    return RecordingPeers
 
 
 def prepare(settings: Settings) -> None:

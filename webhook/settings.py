@@ -30,11 +30,18 @@ class Settings(BaseSettings):
     tls_cert: Path = DEFAULT_TLS_CERT
     tls_key: Path = DEFAULT_TLS_KEY
     policy: Path | None = None
+    client_ca: Path | None = None
     workers: int = Field(default=1, ge=1, le=64)
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     namespace: str = Field(default="", description="the webhook's own namespace, never mutated")
     service: str = "dify-volume-init"
+    shutdown_delay: float = Field(
+        default=5.0,
+        ge=0,
+        le=120,
+        description="seconds between SIGTERM (readiness turns false) and closing the listener",
+    )
     reload_interval: float = Field(
         default=2.0, gt=0, le=300, description="seconds between checks of the cert and policy"
     )

@@ -1,4 +1,5 @@
-"""The serving TLS context: the configured certificate and key, TLS 1.2 at least."""
+"""The serving TLS context: the configured certificate and key, TLS 1.2 at
+least, and optionally the CA that client certificates must chain to."""
 
 from __future__ import annotations
 
@@ -30,4 +31,24 @@ def server_context(settings: Settings) -> ssl.SSLContext:
         ) from None
     except OSError as exc:
         raise CertificateError(f"{key}: cannot read: {exc.strerror}") from None
+    if settings.client_ca is not None:
+        # NB: OPTIONAL, not REQUIRED: the kubelet's HTTPS probes present no
+        # client certificate. A presented certificate must still verify
+        # against the CA (or the handshake fails), and the admission routes
+        # refuse connections that presented none (`peer_verified`).
+        context.verify_mode = ssl.CERT_OPTIONAL
+        try:
+            context.load_verify_locations(cafile=str(settings.client_ca))
+        except FileNotFoundError:
+            raise CertificateError(f"{settings.client_ca}: client CA file not found") from None
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or "not PEM"
+            raise CertificateError(
+                f"{settings.client_ca}: cannot load client CA ({reason})"
+            ) from None
     return context
+
+
+def peer_verified(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bool:
+    """True when the connection's client presented a certificate that verified."""
+    return ssl_object is not None and bool(ssl_object.getpeercert())
