@@ -23,14 +23,18 @@ import copy
 import json
 import os
 import re
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +43,7 @@ from tests import helpers, servers  # noqa: E402
 from webhook import certs  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PADDING = "0123456789abcdef" * 3
 WRK_SCRIPT = """
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.method = "POST"
@@ -48,33 +53,86 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def pod_10kb() -> dict:
+def pod_10kb() -> dict[str, Any]:
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     env = pod["spec"]["containers"][0]["env"]
     names = [
-        "CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_API_URL", "APP_WEB_URL",
-        "FILES_URL", "LOG_LEVEL", "LOG_FILE", "DEBUG", "FLASK_DEBUG", "DEPLOY_ENV",
-        "MIGRATION_ENABLED", "CHECK_UPDATE_URL", "DB_USERNAME", "DB_DATABASE", "DB_PORT",
-        "SQLALCHEMY_POOL_SIZE", "SQLALCHEMY_POOL_RECYCLE", "REDIS_PORT", "REDIS_DB",
-        "REDIS_USE_SSL", "CELERY_BROKER_URL", "BROKER_USE_SSL", "WEB_API_CORS_ALLOW_ORIGINS",
-        "CONSOLE_CORS_ALLOW_ORIGINS", "STORAGE_TYPE", "VECTOR_STORE", "WEAVIATE_ENDPOINT",
-        "CODE_EXECUTION_ENDPOINT", "CODE_MAX_NUMBER", "CODE_MIN_NUMBER", "CODE_MAX_STRING_LENGTH",
-        "TEMPLATE_TRANSFORM_MAX_LENGTH", "CODE_MAX_STRING_ARRAY_LENGTH", "SSRF_PROXY_HTTP_URL",
-        "SSRF_PROXY_HTTPS_URL", "PLUGIN_DAEMON_URL", "PLUGIN_MAX_PACKAGE_SIZE", "MARKETPLACE_URL",
-        "UPLOAD_FILE_SIZE_LIMIT", "UPLOAD_FILE_BATCH_LIMIT", "ETL_TYPE", "MAIL_TYPE",
-        "INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH", "APP_MAX_EXECUTION_TIME", "APP_MAX_ACTIVE_REQUESTS",
-        "WORKFLOW_MAX_EXECUTION_STEPS", "WORKFLOW_MAX_EXECUTION_TIME", "WORKFLOW_CALL_MAX_DEPTH",
-        "MAX_VARIABLE_SIZE", "HTTP_REQUEST_NODE_MAX_BINARY_SIZE", "HTTP_REQUEST_NODE_MAX_TEXT_SIZE",
-        "SENTRY_DSN", "SENTRY_TRACES_SAMPLE_RATE", "SENTRY_PROFILES_SAMPLE_RATE", "NOTION_INTEGRATION_TYPE",
-        "OPENAI_API_BASE", "INNER_API", "INNER_API_KEY_FOR_PLUGIN", "PLUGIN_DIFY_INNER_API_URL",
-        "ENDPOINT_URL_TEMPLATE", "GUNICORN_TIMEOUT", "SERVER_WORKER_AMOUNT", "CELERY_WORKER_AMOUNT",
+        "CONSOLE_API_URL",
+        "CONSOLE_WEB_URL",
+        "SERVICE_API_URL",
+        "APP_API_URL",
+        "APP_WEB_URL",
+        "FILES_URL",
+        "LOG_LEVEL",
+        "LOG_FILE",
+        "DEBUG",
+        "FLASK_DEBUG",
+        "DEPLOY_ENV",
+        "MIGRATION_ENABLED",
+        "CHECK_UPDATE_URL",
+        "DB_USERNAME",
+        "DB_DATABASE",
+        "DB_PORT",
+        "SQLALCHEMY_POOL_SIZE",
+        "SQLALCHEMY_POOL_RECYCLE",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_USE_SSL",
+        "CELERY_BROKER_URL",
+        "BROKER_USE_SSL",
+        "WEB_API_CORS_ALLOW_ORIGINS",
+        "CONSOLE_CORS_ALLOW_ORIGINS",
+        "STORAGE_TYPE",
+        "VECTOR_STORE",
+        "WEAVIATE_ENDPOINT",
+        "CODE_EXECUTION_ENDPOINT",
+        "CODE_MAX_NUMBER",
+        "CODE_MIN_NUMBER",
+        "CODE_MAX_STRING_LENGTH",
+        "TEMPLATE_TRANSFORM_MAX_LENGTH",
+        "CODE_MAX_STRING_ARRAY_LENGTH",
+        "SSRF_PROXY_HTTP_URL",
+        "SSRF_PROXY_HTTPS_URL",
+        "PLUGIN_DAEMON_URL",
+        "PLUGIN_MAX_PACKAGE_SIZE",
+        "MARKETPLACE_URL",
+        "UPLOAD_FILE_SIZE_LIMIT",
+        "UPLOAD_FILE_BATCH_LIMIT",
+        "ETL_TYPE",
+        "MAIL_TYPE",
+        "INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH",
+        "APP_MAX_EXECUTION_TIME",
+        "APP_MAX_ACTIVE_REQUESTS",
+        "WORKFLOW_MAX_EXECUTION_STEPS",
+        "WORKFLOW_MAX_EXECUTION_TIME",
+        "WORKFLOW_CALL_MAX_DEPTH",
+        "MAX_VARIABLE_SIZE",
+        "HTTP_REQUEST_NODE_MAX_BINARY_SIZE",
+        "HTTP_REQUEST_NODE_MAX_TEXT_SIZE",
+        "SENTRY_DSN",
+        "SENTRY_TRACES_SAMPLE_RATE",
+        "SENTRY_PROFILES_SAMPLE_RATE",
+        "NOTION_INTEGRATION_TYPE",
+        "OPENAI_API_BASE",
+        "INNER_API",
+        "INNER_API_KEY_FOR_PLUGIN",
+        "PLUGIN_DIFY_INNER_API_URL",
+        "ENDPOINT_URL_TEMPLATE",
+        "GUNICORN_TIMEOUT",
+        "SERVER_WORKER_AMOUNT",
+        "CELERY_WORKER_AMOUNT",
     ]
     for name in names:
-        env.append({"name": name, "value": f"value-for-{name.lower().replace('_', '-')}-0123456789abcdef0123456789"})
+        env.append(
+            {
+                "name": name,
+                "value": f"value-for-{name.lower().replace('_', '-')}-{PADDING}",
+            }
+        )
     return pod
 
 
-def pod_100kb() -> dict:
+def pod_100kb() -> dict[str, Any]:
     pod = pod_10kb()
     entry = {
         "manager": "kube-controller-manager",
@@ -82,13 +140,14 @@ def pod_100kb() -> dict:
         "apiVersion": "v1",
         "time": "2026-11-28T00:00:00Z",
         "fieldsType": "FieldsV1",
-        "fieldsV1": {f"f:spec": {f"f:field-{i}": {".": {}, "f:value": {}} for i in range(60)}},
+        "fieldsV1": {"f:spec": {f"f:field-{i}": {".": {}, "f:value": {}} for i in range(60)}},
     }
     pod["metadata"]["managedFields"] = [copy.deepcopy(entry) for _ in range(40)]
     return pod
 
 
 def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process (and its waited-for children), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     return (utime + stime + cutime + cstime) / CLOCK_TICKS
@@ -102,52 +161,73 @@ def rss_mib(pid: int) -> float:
 
 
 @contextmanager
-def serving(command: list[str], port: int, ca: Path) -> Iterator[tuple[subprocess.Popen, float]]:
+def serving(
+    command: list[str], port: int, ca: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """Start a server; yield it and the seconds it took to answer /readyz."""
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    import httpx
-    import ssl
-
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
     context = ssl.create_default_context(cafile=str(ca))
-    ready_after = None
-    while ready_after is None:
-        try:
-            with httpx.Client(verify=context) as client:
-                response = client.get(
-                    f"https://127.0.0.1:{port}/readyz", extensions={"sni_hostname": servers.SERVICE_DNS}
-                )
-            if response.status_code in (200, 404):  # the baseline has no /readyz
-                ready_after = time.monotonic() - started
-        except httpx.TransportError:
-            time.sleep(0.005)
-        if time.monotonic() - started > 30:
-            raise SystemExit(f"server did not start: {command}")
+    url = f"https://127.0.0.1:{port}/readyz"
     try:
-        yield process, ready_after
+        while True:
+            try:
+                with httpx.Client(verify=context) as client:
+                    status = client.get(url, extensions={"sni_hostname": servers.SERVICE_DNS})
+                if status.status_code in (200, 404):  # the baseline has no /readyz
+                    break
+            except httpx.TransportError:
+                time.sleep(0.005)
+            if time.monotonic() - started > 30:
+                raise SystemExit(f"server did not start: {command}")
+        yield process, time.monotonic() - started
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def wrk(port: int, body_file: Path, script: Path, connections: int, seconds: float) -> dict:
+def wrk(
+    port: int, body_file: Path, script: Path, connections: int, seconds: float
+) -> dict[str, float]:
+    """One wrk run; latencies in ms."""
     threads = 1 if connections == 1 else 2
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+    ]
+    command += ["--latency", "-s", str(script), f"https://127.0.0.1:{port}/mutate"]
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), f"https://127.0.0.1:{port}/mutate"],
+        command,
         env={**os.environ, "BODY_FILE": str(body_file)},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def latency(pct: str) -> float:
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert found, out
+        value, unit = found.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) if found else 0.0
+
     return {
-        "p50": latency("50"), "p90": latency("90"), "p99": latency("99"),
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": requests, "errors": int(errors.group(1)) if errors else 0,
+        "p50": latency("50"),
+        "p90": latency("90"),
+        "p99": latency("99"),
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "requests": number(r"(\d+) requests in"),
+        "errors": number(r"Non-2xx or 3xx responses: (\d+)"),
     }
 
 
@@ -157,63 +237,79 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        certs.write_files(work, certs.build(dns_names=[*certs.service_names("dify-volume-init", "dify-volume-init"), "localhost"], ip_addresses=["127.0.0.1"]))
-        script = work / "post.lua"
-        script.write_text(WRK_SCRIPT)
-        bodies = {}
-        for label, pod in (("10KB", pod_10kb()), ("100KB", pod_100kb())):
-            path = work / f"{label}.json"
-            path.write_text(json.dumps(helpers.review(pod, namespace="dify")))
-            bodies[label] = path
-            print(f"{label} pod: AdmissionReview of {path.stat().st_size / 1024:.1f} KiB")
-        tls = ["--ssl-certfile", str(work / "tls.crt"), "--ssl-keyfile", str(work / "tls.key")]
-        ours_cmd = lambda port: [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1", "--port", str(port),  # noqa: E731
-                                 "--tls-cert", str(work / "tls.crt"), "--tls-key", str(work / "tls.key")]
-        base_cmd = lambda port: [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1",  # noqa: E731
-                                 "--port", str(port), *tls, "--no-access-log", "--log-level", "warning",
-                                 "--lifespan", "off", "--no-server-header", "--timeout-keep-alive", "65"]
+        run(Path(tmp), args)
 
-        # Start-up and idle memory.
-        starts, rss = [], []
-        for _ in range(5):
-            port = servers.free_port()
-            with serving(ours_cmd(port), port, work / "ca.crt") as (process, ready):
-                starts.append(ready)
-                time.sleep(0.5)
-                rss.append(rss_mib(process.pid))
-        print(f"start-up to a ready /readyz: median {statistics.median(starts) * 1000:.0f} ms "
-              f"(min {min(starts) * 1000:.0f}, max {max(starts) * 1000:.0f}); idle RSS {statistics.median(rss):.1f} MiB")
 
-        rows = []
-        for name, command in (("baseline", base_cmd), ("webhook", ours_cmd)):
-            port = servers.free_port()
-            with serving(command(port), port, work / "ca.crt") as (process, _):
-                for label, body in bodies.items():
-                    wrk(port, body, script, 4, 2)  # warm-up
-                    for connections in args.concurrency:
-                        before = cpu_seconds(process.pid)
-                        result = wrk(port, body, script, connections, args.seconds)
-                        used = cpu_seconds(process.pid) - before
-                        result["cpu_us"] = used / result["requests"] * 1e6
-                        rows.append((name, label, connections, result))
-        print()
-        print(f"{'server':9} {'pod':6} {'conc':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU us/req':>11} {'errors':>6}")
-        for name, label, connections, r in rows:
-            print(f"{name:9} {label:6} {connections:>4} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} "
-                  f"{r['rps']:>8.0f} {r['cpu_us']:>11.0f} {r['errors']:>6}")
-        print()
-        index = {(n, l, c): r for n, l, c, r in rows}
-        for label in bodies:
-            for connections in args.concurrency:
-                ours = index[("webhook", label, connections)]
-                base = index[("baseline", label, connections)]
-                print(f"{label:6} c={connections:<3} webhook/baseline: CPU per admission {ours['cpu_us'] / base['cpu_us']:.2f}x, "
-                      f"p99 {ours['p99'] / base['p99']:.2f}x, throughput {ours['rps'] / base['rps']:.2f}x")
-        small = {c: index[("webhook", "10KB", c)]["cpu_us"] for c in args.concurrency}
-        large = {c: index[("webhook", "100KB", c)]["cpu_us"] for c in args.concurrency}
-        for c in args.concurrency:
-            print(f"c={c}: 100KB pod CPU / 10KB pod CPU = {large[c] / small[c]:.2f}x")
+def run(work: Path, args: argparse.Namespace) -> None:
+    names = [*certs.service_names("dify-volume-init", "dify-volume-init"), "localhost"]
+    certs.write_files(work, certs.build(dns_names=names, ip_addresses=["127.0.0.1"]))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    bodies = {}
+    for label, pod in (("10KB", pod_10kb()), ("100KB", pod_100kb())):
+        path = work / f"{label}.json"
+        path.write_text(json.dumps(helpers.review(pod, namespace="dify")))
+        bodies[label] = path
+        print(f"{label} pod: an AdmissionReview of {path.stat().st_size / 1024:.1f} KiB")
+    cert, key = str(work / "tls.crt"), str(work / "tls.key")
+
+    def ours(port: int) -> list[str]:
+        command = [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1"]
+        return [*command, "--port", str(port), "--tls-cert", cert, "--tls-key", key]
+
+    def baseline(port: int) -> list[str]:
+        command = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--ssl-certfile", cert, "--ssl-keyfile", key]
+        return [*command, "--no-access-log", "--log-level", "warning", "--no-server-header",
+                "--timeout-keep-alive", "65", "--no-proxy-headers"]  # fmt: skip
+
+    starts, rss = [], []
+    for _ in range(5):
+        port = servers.free_port()
+        with serving(ours(port), port, work / "ca.crt") as (process, ready):
+            starts.append(ready * 1000)
+            time.sleep(0.5)
+            rss.append(rss_mib(process.pid))
+    print(
+        f"start-up to a ready /readyz: median {statistics.median(starts):.0f} ms"
+        f" (min {min(starts):.0f}, max {max(starts):.0f});"
+        f" idle RSS {statistics.median(rss):.1f} MiB"
+    )
+
+    commands: dict[str, Callable[[int], list[str]]] = {"baseline": baseline, "webhook": ours}
+    index: dict[tuple[str, str, int], dict[str, float]] = {}
+    for name, command in commands.items():
+        port = servers.free_port()
+        with serving(command(port), port, work / "ca.crt") as (process, _):
+            for label, body in bodies.items():
+                wrk(port, body, script, 4, 2)  # warm-up
+                for connections in args.concurrency:
+                    before = cpu_seconds(process.pid)
+                    result = wrk(port, body, script, connections, args.seconds)
+                    used = cpu_seconds(process.pid) - before
+                    result["cpu_us"] = used / result["requests"] * 1e6
+                    index[(name, label, connections)] = result
+    print()
+    print("server    pod    conc   p50 ms   p90 ms   p99 ms    req/s  CPU us/req  non-2xx")
+    for (name, label, connections), r in index.items():
+        print(
+            f"{name:9} {label:6} {connections:>4} {r['p50']:>8.2f} {r['p90']:>8.2f}"
+            f" {r['p99']:>8.2f} {r['rps']:>8.0f} {r['cpu_us']:>11.0f} {r['errors']:>8.0f}"
+        )
+    print()
+    for label in bodies:
+        for connections in args.concurrency:
+            mine = index[("webhook", label, connections)]
+            base = index[("baseline", label, connections)]
+            print(
+                f"{label:6} c={connections:<3} webhook/baseline: CPU per admission"
+                f" {mine['cpu_us'] / base['cpu_us']:.2f}x, p99 {mine['p99'] / base['p99']:.2f}x,"
+                f" throughput {mine['rps'] / base['rps']:.2f}x"
+            )
+    for connections in args.concurrency:
+        large = index[("webhook", "100KB", connections)]["cpu_us"]
+        small = index[("webhook", "10KB", connections)]["cpu_us"]
+        print(f"c={connections}: webhook CPU, 100KB pod / 10KB pod = {large / small:.2f}x")
 
 
 if __name__ == "__main__":

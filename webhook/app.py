@@ -1,16 +1,18 @@
-"""The HTTP shell (SPEC §4): FastAPI routes that decode, delegate and encode.
+"""The HTTP shell (SPEC §4): routes that decode, delegate and encode.
 
 `create_app()` builds an app from explicit settings and a `Runtime`; nothing
 is built at import time. The admission routes read the raw body (no pydantic
 model of a pod: it would drop fields it does not know) and hand it to
 `admission`; this module only adds the size limit, the status codes, the
-metrics and the one log line per admission.
+metrics and the one log line per admission. Probes and metrics are FastAPI
+routes; the two admission routes are plain ASGI in front of them, for speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -19,7 +21,8 @@ import types
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook import admission, logs, reload
 from webhook.errors import BadRequest, PayloadTooLarge
@@ -28,7 +31,6 @@ from webhook.settings import Settings
 
 _log = logs.get("admission")
 _server_log = logs.get("server")
-_JSON = "application/json"
 
 
 def create_app(
@@ -62,13 +64,7 @@ def create_app(
     app.state.settings = settings
     app.state.runtime = runtime
 
-    @app.post("/mutate")
-    async def mutate(request: Request) -> Response:
-        return await _admit(request, runtime, restricted=False)
-
-    @app.post("/mutate/restricted")
-    async def mutate_restricted(request: Request) -> Response:
-        return await _admit(request, runtime, restricted=True)
+    app.add_middleware(AdmissionRoutes, runtime=runtime)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -128,46 +124,86 @@ def _drain_on_sigterm(runtime: Runtime, *, delay: float) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-async def _read_body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > admission.MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is over {admission.MAX_BODY_BYTES} bytes")
+ADMISSION_PATHS = {"/mutate": False, "/mutate/restricted": True}
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class AdmissionRoutes:
+    """`POST /mutate` and `POST /mutate/restricted` as pure ASGI, ahead of FastAPI.
+
+    NB: an admission is on the path of every matching pod creation, and the
+    framework's request and response objects, routing and dependency
+    machinery cost more CPU than the admission itself; so these two routes
+    read the body and send the answer with plain ASGI messages. Everything
+    else (probes, metrics) goes on to FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        restricted = ADMISSION_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if restricted is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _send(send, 405, b"only POST is allowed here\n", [*_TEXT, (b"allow", b"POST")])
+            return
+        status, body, headers = await _admit(scope, receive, self.runtime, restricted=restricted)
+        await _send(send, status, body, headers)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > admission.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body is over {admission.MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > admission.MAX_BODY_BYTES:
             raise PayloadTooLarge(f"request body is over {admission.MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _peer_verified(request: Request, runtime: Runtime) -> bool:
-    client = request.client
-    return client is not None and runtime.verified_peers.get((client.host, client.port), False)
+def _peer_verified(scope: Scope, runtime: Runtime) -> bool:
+    client = scope.get("client")
+    return client is not None and runtime.verified_peers.get(tuple(client), False)
 
 
-async def _admit(request: Request, runtime: Runtime, *, restricted: bool) -> Response:
+async def _admit(
+    scope: Scope, receive: Receive, runtime: Runtime, *, restricted: bool
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     started = time.perf_counter()
     endpoint = "/mutate/restricted" if restricted else "/mutate"
     metrics = runtime.metrics
     document: dict[str, Any] | None = None
-    if runtime.require_client_certificate and not _peer_verified(request, runtime):
-        metrics.admissions.labels("error", "unauthenticated").inc()
+    if runtime.require_client_certificate and not _peer_verified(scope, runtime):
+        metrics.count("error", "unauthenticated")
         _log.warning(
             "admission request without a verified client certificate",
             extra={"fields": {"endpoint": endpoint, "status": 403}},
         )
-        return Response(
-            "a client certificate signed by the configured --client-ca is required\n",
-            403,
-            media_type="text/plain",
-        )
+        message = b"a client certificate signed by the configured --client-ca is required\n"
+        return 403, message, _TEXT
     try:
         policy = runtime.policy
         if policy is None:
             raise BadRequest("no valid policy is loaded yet")
-        document = admission.decode(await _read_body(request))
+        document = admission.decode(await _read_body(scope, receive))
         result = admission.answer(
             document,
             policy,
@@ -176,14 +212,13 @@ async def _admit(request: Request, runtime: Runtime, *, restricted: bool) -> Res
         )
     except BadRequest as exc:
         status = 413 if isinstance(exc, PayloadTooLarge) else 400
-        metrics.admissions.labels("error", "bad-request").inc()
-        elapsed = time.perf_counter() - started
-        metrics.latency.labels(endpoint).observe(elapsed)
+        metrics.count("error", "bad-request")
+        metrics.observe(endpoint, time.perf_counter() - started)
         _log.warning(
             "bad admission request",
             extra={"fields": {"endpoint": endpoint, "status": status, "reason": str(exc)}},
         )
-        return Response(f"{exc}\n", status, media_type="text/plain")
+        return status, f"{exc}\n".encode(), _TEXT
     except Exception as exc:  # a bug of ours must not fail pod creation
         fallback = admission.internal_error(document, exc)
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
@@ -198,27 +233,29 @@ async def _admit(request: Request, runtime: Runtime, *, restricted: bool) -> Res
             },
         )
         if fallback is None:
-            metrics.admissions.labels("error", "internal").inc()
-            return Response("cannot answer this request\n", 400, media_type="text/plain")
+            metrics.count("error", "internal")
+            return 400, b"cannot answer this request\n", _TEXT
         result = fallback
+    body = admission.encode(result.review)
     elapsed = time.perf_counter() - started
-    metrics.admissions.labels(result.outcome, result.reason).inc()
-    metrics.latency.labels(endpoint).observe(elapsed)
-    _log.info(
-        "admission",
-        extra={
-            "fields": {
-                "uid": result.uid,
-                "operation": result.operation,
-                "namespace": result.namespace,
-                "pod": result.name,
-                "outcome": result.outcome,
-                "reason": result.reason,
-                "rule": result.rule,
-                "dryRun": result.dry_run,
-                "endpoint": endpoint,
-                "latencyMs": round(elapsed * 1000, 3),
-            }
-        },
-    )
-    return Response(admission.encode(result.review), media_type=_JSON)
+    metrics.count(result.outcome, result.reason)
+    metrics.observe(endpoint, elapsed)
+    if _log.isEnabledFor(logging.INFO):
+        _log.info(
+            "admission",
+            extra={
+                "fields": {
+                    "uid": result.uid,
+                    "operation": result.operation,
+                    "namespace": result.namespace,
+                    "pod": result.name,
+                    "outcome": result.outcome,
+                    "reason": result.reason,
+                    "rule": result.rule,
+                    "dryRun": result.dry_run,
+                    "endpoint": endpoint,
+                    "latencyMs": round(elapsed * 1000, 3),
+                }
+            },
+        )
+    return 200, body, _JSON_HEADERS

@@ -22,6 +22,8 @@ text are the two integers of the policy.
 
 from __future__ import annotations
 
+import functools
+
 FLAG_FILE = ".init_permissions"
 
 # Root needs CHOWN to give entries away and DAC_OVERRIDE to walk into
@@ -77,6 +79,7 @@ exit $status
 """
 
 
+@functools.lru_cache(maxsize=64)
 def render(*, user: int, group: int) -> str:
     """The script for one owner; volume directories are passed as arguments."""
     if not (isinstance(user, int) and isinstance(group, int)) or user < 0 or group < 0:

@@ -6,6 +6,8 @@ counters with another.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # From 0.5 ms: an admission is usually well under a millisecond of work, and
@@ -32,6 +34,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # NB: labels() costs a lookup and a lock per call; children are cached.
+        self._admission_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
         self.admissions = Counter(
             "volume_init_admissions",
             "Admission requests answered, by outcome (injected, skipped, denied, error)"
@@ -63,6 +68,22 @@ class Metrics:
             "Expiry time (Unix seconds) of the serving certificate in use.",
             registry=self.registry,
         )
+
+    def count(self, outcome: str, reason: str) -> None:
+        """One more admission with this outcome and reason."""
+        child = self._admission_children.get((outcome, reason))
+        if child is None:
+            child = self._admission_children[(outcome, reason)] = self.admissions.labels(
+                outcome, reason
+            )
+        child.inc()
+
+    def observe(self, endpoint: str, seconds: float) -> None:
+        """An admission's latency."""
+        child = self._latency_children.get(endpoint)
+        if child is None:
+            child = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

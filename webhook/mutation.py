@@ -13,10 +13,11 @@ second call on its own output (reinvocation) yields no patch.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 from webhook import initscript, podshape
 from webhook.patches import Operation, PatchBuilder
@@ -138,7 +139,7 @@ def mutate(
                 f"already injected: init container {rule.init_container.name} is present",
                 rule.name,
             )
-        where = f"rule {rule.name} (selector {selector.describe()})"
+        where = f"rule {rule.name} (selector {selector.description})"
         return _apply(pod, rule, mounts, restricted=restricted, where=where)
     if matched:
         paths = ", ".join(p for r in policy.spec.rules if r.name in matched for p in r.mount_paths)
@@ -236,7 +237,7 @@ def _apply(
     _security_context(builder, rule, fixable, warnings)
     status: dict[str, Any] = {"rule": rule.name, "volumes": list(fixed), "owner": owner}
     status["initContainer"] = None if restricted else rule.init_container.name
-    value = json.dumps(status, separators=(",", ":"))
+    value = orjson.dumps(status).decode()
     if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
         _set_annotation(builder, STATUS_ANNOTATION, value)
 
@@ -367,7 +368,7 @@ def _referenced_env(spec: dict[str, Any], mount: _Mount) -> dict[str, dict[str, 
     names = _ENV_REFERENCE.findall(mount.sub_path_expr or "")
     container = spec[mount.kind][mount.index]
     out: dict[str, dict[str, Any]] = {}
-    for var in container.get("env") or ():
+    for var in podshape.check_env(container, f"spec.{mount.kind}[{mount.index}]"):
         if var.get("name") in names:
             out[var["name"]] = var
     return out

@@ -13,12 +13,14 @@ copied, so a pod with a large `managedFields` costs no more than a small one.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 Operation = dict[str, Any]
 Key = str | int
 
 
+@functools.lru_cache(maxsize=1024)
 def escape(key: Key) -> str:
     """One JSON Pointer reference token (RFC 6901 §3)."""
     return str(key).replace("~", "~0").replace("/", "~1")
@@ -57,49 +59,54 @@ class PatchBuilder:
         subtree is added by a single operation. Returns True when it changed
         something.
         """
-        existing = self.get((*path, key))
-        if existing is not None:
-            return False
-        # Find the deepest existing mapping along the path.
-        depth = 0
+        # Find the deepest existing container along the path.
         node: Any = self.result
+        depth = 0
         for part in path:
-            if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                child = node[part]
-            elif isinstance(node, dict) and isinstance(part, str):
+            if type(node) is dict and type(part) is str:
                 child = node.get(part)
+            elif type(node) is list and type(part) is int and 0 <= part < len(node):
+                child = node[part]
             else:
                 child = None
-            if not isinstance(child, dict | list):
+            if type(child) is not dict and type(child) is not list:
                 break
             node = child
             depth += 1
-        if any(isinstance(part, int) for part in path[depth:]):
+        if depth == len(path):
+            if type(node) is dict and node.get(key) is not None:
+                return False
+        elif any(type(part) is int for part in path[depth:]):
             raise ValueError(f"cannot create array entries along {pointer(path)}")
-        subtree: Any = {key: value}
-        for part in reversed(path[depth:]):
+        subtree: Any = value
+        for part in reversed((*path[depth:], key)[1:]):
             subtree = {part: subtree}
-        # subtree is now {first_missing_key: ...}
-        ((first_key, first_value),) = subtree.items()
+        first_key = (*path[depth:], key)[0]
+        assert isinstance(first_key, str)
         parent = self._writable(path[:depth])
-        parent[first_key] = first_value
+        parent[first_key] = subtree
         self.operations.append(
-            {"op": "add", "path": pointer((*path[:depth], first_key)), "value": first_value}
+            {"op": "add", "path": pointer((*path[:depth], first_key)), "value": subtree}
         )
         return True
 
     def set_defaults(self, path: tuple[Key, ...], values: dict[str, Any]) -> None:
         """`set_default` for each item; one operation when the mapping is absent."""
-        missing = {k: v for k, v in values.items() if self.get((*path, k)) is None}
+        mapping = self.get(path)
+        if not isinstance(mapping, dict):
+            missing = {k: v for k, v in values.items() if v is not None}
+            if missing and path:
+                *parent, key = path
+                assert isinstance(key, str)
+                self.set_default(tuple(parent), key, missing)
+            return
+        missing = {k: v for k, v in values.items() if mapping.get(k) is None}
         if not missing:
             return
-        if not isinstance(self.get(path), dict) and path:
-            *parent, key = path
-            assert isinstance(key, str)
-            self.set_default(tuple(parent), key, missing)
-            return
+        target = self._writable(path)
         for key, value in missing.items():
-            self.set_default(path, key, value)
+            target[key] = value
+            self.operations.append({"op": "add", "path": pointer((*path, key)), "value": value})
 
     def insert(self, path: tuple[Key, ...], index: int, value: Any) -> None:
         """Insert `value` at `index` of the array at `path`; add the array when absent."""

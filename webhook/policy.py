@@ -171,6 +171,11 @@ class LabelSelector(_Model):
                 return False
         return all(expr.matches(labels) for expr in self.match_expressions)
 
+    @functools.cached_property
+    def description(self) -> str:
+        """The selector in `kubectl get -l` syntax, for messages (computed once)."""
+        return self.describe()
+
     def describe(self) -> str:
         """The selector in `kubectl get -l` syntax, for messages."""
         parts = [f"{k}={v}" for k, v in self.match_labels.items()]

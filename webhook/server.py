@@ -10,6 +10,7 @@ the webhook's own: TLS 1.2 at least, built from the configured files.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -46,7 +47,25 @@ def build_app(settings: Settings) -> tuple[FastAPI, reload.CertificateStore]:
     runtime.certificate_loaded = True
     runtime.require_client_certificate = settings.client_ca is not None
     watched = reload.watchers(settings, runtime, store)
-    return create_app(settings, runtime, watched=watched), store
+    app = create_app(settings, runtime, watched=watched)
+    tune_garbage_collector()
+    return app, store
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the admission path.
+
+    NB: decoding a pod allocates thousands of dicts (a 100 KB pod with
+    managedFields, about 5,000), and each 700 allocations start a collection
+    that, every hundredth time, walks every object of the process, FastAPI's
+    and pydantic's included. Freezing what start-up built takes those out of
+    every later collection, and a higher first threshold makes collections
+    rarer; decoded pods hold no cycles. Measured in bench/: the 100 KB pod's
+    CPU per admission falls about threefold.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 # NB: with --workers, uvicorn builds the app inside each worker process from an
@@ -149,6 +168,7 @@ def serve(settings: Settings) -> None:
         "lifespan": "on",
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "timeout_keep_alive": 65,
+        "proxy_headers": False,  # kube-apiserver connects directly: no proxy to trust
     }
     if settings.workers == 1:
         app, store = build_app(settings)
