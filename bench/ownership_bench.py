@@ -1,0 +1,137 @@
+"""The init container's ownership fix on 100,000 files, against Dify compose's `chown -R`.
+
+Run from the repository root, as root (by hand; needs busybox):
+
+    .venv/bin/python bench/ownership_bench.py [--files 100000] [--runs 3]
+
+The script is taken from a real patch (the dify-helm api golden pod) and run
+by busybox `sh` with a PATH of busybox applets only, as in the busybox image,
+on a real tree; the baseline is Dify docker-compose's `chown -R 1001:1001` by
+the same busybox on the same tree. Three cases: (a) everything root-owned, no
+flag; (b) 1% of the files root-owned, the rest already 1001, no flag;
+(c) the flag present and the volume root already 1001:1001. Medians of the
+runs; the tree is reset (untimed) before each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import helpers  # noqa: E402
+from webhook import mutation, policy  # noqa: E402
+
+
+def script_command() -> list[str]:
+    pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+    decision = mutation.mutate(pod, policy.default_policy(), namespace="dify")
+    command: list[str] = decision.pod["spec"]["initContainers"][0]["command"]
+    return command[:-1]  # without the mount path: the tree's path goes there
+
+
+def build(root: Path, files: int) -> list[Path]:
+    per_dir = 1000
+    paths = []
+    for d in range(max(1, files // per_dir)):
+        directory = root / f"upload_files/tenant-{d % 10}/dir-{d:04d}"
+        directory.mkdir(parents=True)
+        for f in range(per_dir):
+            path = directory / f"file-{f:04d}.bin"
+            path.write_bytes(b"x")
+            paths.append(path)
+    return paths
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    subprocess.run(["chown", "-R", "-h", f"{uid}:{uid}", str(root)], check=True)
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0 or shutil.which("busybox") is None:
+        raise SystemExit("run as root with busybox installed (apt-get install busybox)")
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        applets = work / "bin"
+        applets.mkdir()
+        subprocess.run(["busybox", "--install", "-s", str(applets)], check=True)
+        env = {"PATH": str(applets)}
+        tree = work / "storage"
+        tree.mkdir()
+        started = time.perf_counter()
+        files = build(tree, args.files)
+        entries = sum(1 for _ in tree.rglob("*")) + 1
+        took = time.perf_counter() - started
+        print(f"tree: {entries} entries ({len(files)} files), built in {took:.1f} s")
+        ours = [*script_command(), str(tree)]
+        compose = [str(applets / "chown"), "-R", "1001:1001", str(tree)]
+        flag = tree / ".init_permissions"
+
+        def reset_all_root() -> None:
+            flag.unlink(missing_ok=True)
+            chown_tree(tree, 0)
+
+        def reset_one_percent() -> None:
+            flag.unlink(missing_ok=True)
+            chown_tree(tree, 1001)
+            for path in files[::100]:
+                os.chown(path, 0, 0)
+
+        def reset_flagged() -> None:
+            chown_tree(tree, 1001)
+            subprocess.run([*ours], check=True, env=env, stdout=subprocess.DEVNULL)
+            assert flag.exists()
+
+        results = {}
+        for case, reset in (
+            ("(a) all root-owned", reset_all_root),
+            ("(b) 1% mismatched", reset_one_percent),
+            ("(c) flag present", reset_flagged),
+        ):
+            mine, base = [], []
+            for _ in range(args.runs):
+                reset()
+                mine.append(timed(ours, env))
+                if case.startswith("(c)"):
+                    # compose skips the chown when its flag file exists: a test and an exit
+                    base.append(timed([str(applets / "sh"), "-c", f"test -f {flag}"], env))
+                else:
+                    reset()
+                    base.append(timed(compose, env))
+            results[case] = (statistics.median(mine), statistics.median(base))
+            owners = {(p.stat().st_uid, p.stat().st_gid) for p in files[::997]}
+            assert owners == {(1001, 1001)}, owners
+        print(f"{'case':22} {'init script':>12} {'chown -R':>10} {'ratio':>7}")
+        for case, (mine_s, base_s) in results.items():
+            ratio = mine_s / base_s
+            print(f"{case:22} {mine_s * 1000:>9.0f} ms {base_s * 1000:>7.0f} ms {ratio:>6.2f}x")
+        a, b, c = results.values()
+        verdict = {True: "met", False: "NOT met"}
+        print(
+            f"target (a) at most 1.1x chown -R: {verdict[a[0] <= 1.1 * a[1]]} ({a[0] / a[1]:.2f}x)"
+        )
+        print(f"target (b) at least 2x faster: {verdict[b[1] >= 2 * b[0]]} ({b[1] / b[0]:.1f}x)")
+        print(f"target (c) under 20 ms: {verdict[c[0] < 0.020]} ({c[0] * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
