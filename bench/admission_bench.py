@@ -147,10 +147,17 @@ def pod_100kb() -> dict[str, Any]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process (and its waited-for children), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User and system CPU of a process and all its live descendants, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+    total = (utime + stime + cutime + cstime) / CLOCK_TICKS
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
 
 
 def rss_mib(pid: int) -> float:
@@ -235,6 +242,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="webhook --workers values to measure (the baseline runs one process)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run(Path(tmp), args)
@@ -253,8 +267,9 @@ def run(work: Path, args: argparse.Namespace) -> None:
         print(f"{label} pod: an AdmissionReview of {path.stat().st_size / 1024:.1f} KiB")
     cert, key = str(work / "tls.crt"), str(work / "tls.key")
 
-    def ours(port: int) -> list[str]:
+    def ours(port: int, workers: int = 1) -> list[str]:
         command = [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1"]
+        command += ["--workers", str(workers)]
         return [*command, "--port", str(port), "--tls-cert", cert, "--tls-key", key]
 
     def baseline(port: int) -> list[str]:
@@ -276,7 +291,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
         f" idle RSS {statistics.median(rss):.1f} MiB"
     )
 
-    commands: dict[str, Callable[[int], list[str]]] = {"baseline": baseline, "webhook": ours}
+    commands: dict[str, Callable[[int], list[str]]] = {"baseline": baseline}
+    for workers in args.workers:
+        name = "webhook" if workers == 1 else f"webhook-w{workers}"
+        commands[name] = lambda port, w=workers: ours(port, w)
     index: dict[tuple[str, str, int], dict[str, float]] = {}
     for name, command in commands.items():
         port = servers.free_port()
@@ -290,10 +308,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
                     result["cpu_us"] = used / result["requests"] * 1e6
                     index[(name, label, connections)] = result
     print()
-    print("server    pod    conc   p50 ms   p90 ms   p99 ms    req/s  CPU us/req  non-2xx")
+    print("server       pod    conc   p50 ms   p90 ms   p99 ms    req/s  CPU us/req  non-2xx")
     for (name, label, connections), r in index.items():
         print(
-            f"{name:9} {label:6} {connections:>4} {r['p50']:>8.2f} {r['p90']:>8.2f}"
+            f"{name:12} {label:6} {connections:>4} {r['p50']:>8.2f} {r['p90']:>8.2f}"
             f" {r['p99']:>8.2f} {r['rps']:>8.0f} {r['cpu_us']:>11.0f} {r['errors']:>8.0f}"
         )
     print()
