@@ -19,7 +19,6 @@ compare the ratios.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -133,17 +132,7 @@ def pod_10kb() -> dict[str, Any]:
 
 
 def pod_100kb() -> dict[str, Any]:
-    pod = pod_10kb()
-    entry = {
-        "manager": "kube-controller-manager",
-        "operation": "Update",
-        "apiVersion": "v1",
-        "time": "2026-11-28T00:00:00Z",
-        "fieldsType": "FieldsV1",
-        "fieldsV1": {"f:spec": {f"f:field-{i}": {".": {}, "f:value": {}} for i in range(60)}},
-    }
-    pod["metadata"]["managedFields"] = [copy.deepcopy(entry) for _ in range(40)]
-    return pod
+    return helpers.with_managed_fields(pod_10kb(), entries=40, fields=60)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -67,58 +65,17 @@ def main() -> None:
             directory,
             certs.build(dns_names=certs.service_names("dify-volume-init", "dify-volume-init")),
         )
-        port = servers.free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "webhook",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--tls-cert",
-                str(directory / "tls.crt"),
-                "--tls-key",
-                str(directory / "tls.key"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        try:
-            result = soak(process, port, directory, payloads, args)
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-    print(result)
+        tls = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
+        with servers.running(tls, ca_file=directory / "ca.crt", workdir=directory) as server:
+            print(soak(server, payloads, args))
 
 
-def soak(
-    process: subprocess.Popen[bytes],
-    port: int,
-    directory: Path,
-    payloads: list[bytes],
-    args: argparse.Namespace,
-) -> str:
+def soak(server: servers.Server, payloads: list[bytes], args: argparse.Namespace) -> str:
     """Drive the server and return the report."""
-    context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
-    url = f"https://127.0.0.1:{port}"
+    process = server.process
+    context = server.context()
+    url = server.url
     sni = {"sni_hostname": servers.SERVICE_DNS}
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with httpx.Client(verify=context, base_url=url) as probe:
-                if probe.get("/readyz", extensions=sni).status_code == 200:
-                    break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit("server did not start")
-        time.sleep(0.1)
-
     stop = threading.Event()
     counts = {"ok": 0, "failed": 0}
     lock = threading.Lock()

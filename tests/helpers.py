@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import uuid
@@ -119,4 +120,24 @@ def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
     assert response["response"]["patchType"] == "JSONPatch"
     result: list[dict[str, Any]] = json.loads(base64.b64decode(patch))
+    return result
+
+
+def with_managed_fields(pod: dict[str, Any], *, entries: int, fields: int) -> dict[str, Any]:
+    """A copy of `pod` with `entries` managedFields entries of `fields` fields each,
+    the shape field managers leave on a busy cluster's pods."""
+    result = copy.deepcopy(pod)
+    result["metadata"]["managedFields"] = [
+        {
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2026-11-28T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:spec": {f"f:field-{i}": {".": {}, "f:value": {}} for i in range(fields)}
+            },
+        }
+        for _ in range(entries)
+    ]
     return result

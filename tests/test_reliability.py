@@ -49,17 +49,7 @@ def obj(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def big_pod() -> dict[str, Any]:
-    pod = copy.deepcopy(POD)
-    entry = {
-        "manager": "kube-controller-manager",
-        "operation": "Update",
-        "apiVersion": "v1",
-        "time": "2026-11-28T00:00:00Z",
-        "fieldsType": "FieldsV1",
-        "fieldsV1": {f"f:field-{i}": {".": {}, "f:value": {}} for i in range(400)},
-    }
-    pod["metadata"]["managedFields"] = [copy.deepcopy(entry) for _ in range(66)]
-    return pod
+    return helpers.with_managed_fields(POD, entries=66, fields=400)
 
 
 def nested(depth: int) -> bytes:
