@@ -31,6 +31,14 @@ def injected_container(policy: Policy, pod_file: str) -> dict[str, Any]:
     return init
 
 
+def run_api_init(
+    policy: Policy, storage: Path, tmp_path: Path, *, caps: str | None = None
+) -> sandbox.Result:
+    """The dify-helm api pod's injected init container, run on `storage`."""
+    init = injected_container(policy, "helm-api.yaml")
+    return sandbox.run_container(init, {"app-data": storage}, tmp_path, caps=caps)
+
+
 def build_tree(root: Path, outside: Path) -> None:
     """Root-owned files and directories, a foreign 0700 directory, links out, odd names."""
     (root / "upload_files" / "tenant-1").mkdir(parents=True)
@@ -156,8 +164,7 @@ def test_without_chown_capability_it_fails_and_says_why(
 ) -> None:
     """Simulates an NFS export with root_squash: root may not give files away."""
     storage, _ = volume
-    init = injected_container(policy, "helm-api.yaml")
-    result = sandbox.run_container(init, {"app-data": storage}, tmp_path, caps="-all,+dac_override")
+    result = run_api_init(policy, storage, tmp_path, caps="-all,+dac_override")
     assert result.returncode != 0
     assert "cannot change the owner of '/app/api/storage" in result.stderr
     assert "root_squash" in result.stderr
@@ -170,8 +177,7 @@ def test_the_script_needs_dac_override_for_foreign_private_directories(
 ) -> None:
     """Why CAP_DAC_OVERRIDE is declared: without it a 0700 directory of another user stops it."""
     storage, _ = volume
-    init = injected_container(policy, "helm-api.yaml")
-    result = sandbox.run_container(init, {"app-data": storage}, tmp_path, caps="-all,+chown")
+    result = run_api_init(policy, storage, tmp_path, caps="-all,+chown")
     assert result.returncode != 0
     assert os.lstat(storage / "other-user-0700" / "inside.txt").st_uid == 4242
 
@@ -184,8 +190,7 @@ def test_hard_links_are_left_alone(policy: Policy, tmp_path: Path) -> None:
     outside.write_text("root:x:0:0")
     os.link(outside, storage / "innocent-looking")
     (storage / "plain").write_text("p")
-    init = injected_container(policy, "helm-api.yaml")
-    result = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    result = run_api_init(policy, storage, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (outside.stat().st_uid, outside.stat().st_gid) == (0, 0)
     assert "innocent-looking: has other hard links, left alone" in result.stderr

@@ -61,9 +61,6 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.runtime = runtime
-
     app.add_middleware(AdmissionRoutes, runtime=runtime)
 
     @app.get("/healthz")

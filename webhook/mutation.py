@@ -74,10 +74,6 @@ class Decision:
     rule: str | None = None
     volumes: tuple[str, ...] = ()
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.patch)
-
 
 @dataclass(frozen=True)
 class _Mount:
@@ -178,6 +174,7 @@ def _apply(
     volumes = {v["name"]: v for v in spec.get("volumes") or ()}
     warnings: list[str] = []
     fixable: list[_Mount] = []
+    sources: dict[str, str] = {}
     for mount in mounts:
         volume = volumes.get(mount.volume)
         if volume is None:
@@ -207,6 +204,7 @@ def _apply(
                     pod,
                     rule=rule.name,
                 )
+        sources[mount.volume] = source
         fixable.append(mount)
     if not fixable:
         return Decision(
@@ -223,9 +221,7 @@ def _apply(
     owner = f"{rule.user}:{rule.group}"
     if restricted:
         weak = [
-            f"{name} ({_source(volumes[name])})"
-            for name in fixed
-            if _source(volumes[name]) in ("hostPath", "nfs")
+            f"{name} ({sources[name]})" for name in fixed if sources[name] in ("hostPath", "nfs")
         ]
         warnings.append(
             f"Pod Security restricted: no init container, only fsGroup {rule.group}"
@@ -239,7 +235,7 @@ def _apply(
     status["initContainer"] = None if restricted else rule.init_container.name
     value = orjson.dumps(status).decode()
     if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
-        _set_annotation(builder, STATUS_ANNOTATION, value)
+        builder.set_default(("metadata", "annotations"), STATUS_ANNOTATION, value, overwrite=True)
 
     mounted = ", ".join(dict.fromkeys(f"{m.volume} at {m.mount_path}" for m in fixable))
     what = "securityContext only (Pod Security restricted)" if restricted else "init container"
@@ -263,15 +259,6 @@ def _apply(
         rule=rule.name,
         volumes=fixed,
     )
-
-
-def _set_annotation(builder: PatchBuilder, key: str, value: str) -> None:
-    annotations = builder.get(("metadata", "annotations"))
-    if isinstance(annotations, dict) and key in annotations and annotations[key] is not None:
-        # NB: `add` on an existing member replaces it (RFC 6902 §4.1).
-        builder.replace_member(("metadata", "annotations"), key, value)
-    else:
-        builder.set_default(("metadata", "annotations"), key, value)
 
 
 def _source(volume: dict[str, Any]) -> str:

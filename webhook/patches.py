@@ -35,7 +35,6 @@ class PatchBuilder:
     """Apply `add`-only changes to a copy of `document` and record them as a patch."""
 
     def __init__(self, document: dict[str, Any]) -> None:
-        self._original = document
         self.result: dict[str, Any] = dict(document)
         self._copied: set[int] = {id(self.result)}
         self.operations: list[Operation] = []
@@ -52,11 +51,15 @@ class PatchBuilder:
                 return None
         return node
 
-    def set_default(self, path: tuple[Key, ...], key: str, value: Any) -> bool:
+    def set_default(
+        self, path: tuple[Key, ...], key: str, value: Any, *, overwrite: bool = False
+    ) -> bool:
         """Make `path[key]` equal `value` unless it is already set (not null).
 
         Mappings missing along `path` are created, and the whole missing
-        subtree is added by a single operation. Returns True when it changed
+        subtree is added by a single operation. With `overwrite`, an existing
+        value is replaced too (still an `add`: RFC 6902 §4.1 defines `add` on
+        an existing member as replacing it). Returns True when it changed
         something.
         """
         # Find the deepest existing container along the path.
@@ -74,7 +77,7 @@ class PatchBuilder:
             node = child
             depth += 1
         if depth == len(path):
-            if type(node) is dict and node.get(key) is not None:
+            if not overwrite and type(node) is dict and node.get(key) is not None:
                 return False
         elif any(type(part) is int for part in path[depth:]):
             raise ValueError(f"cannot create array entries along {pointer(path)}")
@@ -83,11 +86,7 @@ class PatchBuilder:
             subtree = {part: subtree}
         first_key = (*path[depth:], key)[0]
         assert isinstance(first_key, str)
-        parent = self._writable(path[:depth])
-        parent[first_key] = subtree
-        self.operations.append(
-            {"op": "add", "path": pointer((*path[:depth], first_key)), "value": subtree}
-        )
+        self._record(path[:depth], first_key, subtree)
         return True
 
     def set_defaults(self, path: tuple[Key, ...], values: dict[str, Any]) -> None:
@@ -103,10 +102,8 @@ class PatchBuilder:
         missing = {k: v for k, v in values.items() if mapping.get(k) is None}
         if not missing:
             return
-        target = self._writable(path)
         for key, value in missing.items():
-            target[key] = value
-            self.operations.append({"op": "add", "path": pointer((*path, key)), "value": value})
+            self._record(path, key, value)
 
     def insert(self, path: tuple[Key, ...], index: int, value: Any) -> None:
         """Insert `value` at `index` of the array at `path`; add the array when absent."""
@@ -136,12 +133,7 @@ class PatchBuilder:
             node = child
         return node
 
-    def replace_member(self, path: tuple[Key, ...], key: str, value: Any) -> None:
-        """Overwrite the existing member `key` of the mapping at `path`.
-
-        Recorded as `add`, which RFC 6902 §4.1 defines to replace an existing
-        member, so the patch stays add-only.
-        """
-        mapping = self._writable(path)
-        mapping[key] = value
+    def _record(self, path: tuple[Key, ...], key: str, value: Any) -> None:
+        """Set member `key` of the existing mapping at `path` and record the `add`."""
+        self._writable(path)[key] = value
         self.operations.append({"op": "add", "path": pointer((*path, key)), "value": value})

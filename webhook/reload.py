@@ -87,9 +87,10 @@ class CertificateStore:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self._settings = settings
         self.runtime = runtime
-        self.current = self._build()
         self.listening = self._build()
         self.listening.sni_callback = self._select
+        self.current = self.listening
+        self._record_expiry()
 
     def _build(self) -> ssl.SSLContext:
         return tls.server_context(self._settings)
@@ -101,9 +102,11 @@ class CertificateStore:
 
     def reload(self) -> None:
         """Build a context from the files now on disk; raises `UsageError` if they are bad."""
-        context = self._build()
+        self.current = self._build()
+        self._record_expiry()
+
+    def _record_expiry(self) -> None:
         expires = certs.expiry(self._settings.tls_cert.read_bytes())
-        self.current = context
         self.runtime.metrics.certificate_expiry.set(expires.timestamp())
 
 

@@ -41,8 +41,6 @@ def build_app(settings: Settings) -> tuple[FastAPI, reload.CertificateStore]:
     """The app for one server process, with its policy and certificate loaded."""
     runtime = build_runtime(settings)
     store = reload.CertificateStore(settings, runtime)
-    expires = certs.expiry(settings.tls_cert.read_bytes())
-    runtime.metrics.certificate_expiry.set(expires.timestamp())
     runtime.metrics.certificate_reloads.labels("loaded").inc()
     runtime.certificate_loaded = True
     runtime.require_client_certificate = settings.client_ca is not None
@@ -142,8 +140,8 @@ def _recording_peers(base: type[asyncio.Protocol], runtime: Runtime) -> type[asy
     return RecordingPeers
 
 
-def prepare(settings: Settings) -> None:
-    """Everything `serve` checks or creates before it listens; raises one-line errors."""
+def make_development_certificates(settings: Settings) -> None:
+    """With the default certificate paths and no files there, generate a dev CA and cert."""
     if settings.uses_default_certificate() and certs.ensure_development_certificates(
         settings.tls_cert.parent, service=settings.service, namespace=settings.own_namespace()
     ):
@@ -151,14 +149,12 @@ def prepare(settings: Settings) -> None:
             "generated a development CA and serving certificate",
             extra={"fields": {"dir": str(settings.tls_cert.parent)}},
         )
-    policy.load_policy(settings.policy)
-    tls.server_context(settings)
 
 
 def serve(settings: Settings) -> None:
     """Run the HTTPS admission server until SIGINT/SIGTERM."""
     logs.configure(log_format=settings.log_format, level=settings.log_level)
-    prepare(settings)
+    make_development_certificates(settings)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -171,10 +167,13 @@ def serve(settings: Settings) -> None:
         "proxy_headers": False,  # kube-apiserver connects directly: no proxy to trust
     }
     if settings.workers == 1:
-        app, store = build_app(settings)
+        app, store = build_app(settings)  # a bad policy or certificate fails here, in one line
         config = WebhookConfig(app, settings=settings, store=store, **common)
         uvicorn.Server(config).run()
         return
+    # Fail fast in the supervisor; each worker builds its own app afterwards.
+    policy.load_policy(settings.policy)
+    tls.server_context(settings)
     # Worker processes rebuild the settings from the environment.
     for name, value in settings.model_dump(exclude_none=True).items():
         os.environ[f"VOLUME_INIT_{name.upper()}"] = str(value)
