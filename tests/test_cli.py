@@ -36,16 +36,20 @@ def test_policy_check_accepts_the_default(tmp_path: Path) -> None:
 
 def test_policy_check_lists_every_error_with_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(
+    text = (
         policy.default_policy_text()
         .replace("user: 1001", "user: -1")
         .replace("busybox:1.36.1 ", "busybox ")
     )
+    path.write_text(text)
     result = run("policy", "check", str(path))
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert lines[0].startswith(f"{path}:20: spec.rules[0].user:")
-    assert lines[1].startswith(f"{path}:24: spec.rules[0].initContainer.image:")
+    numbers = text.splitlines()
+    user_line = numbers.index("      user: -1") + 1
+    image_line = next(i for i, line in enumerate(numbers, 1) if "image: busybox " in line)
+    assert lines[0].startswith(f"{path}:{user_line}: spec.rules[0].user:")
+    assert lines[1].startswith(f"{path}:{image_line}: spec.rules[0].initContainer.image:")
     assert "Traceback" not in result.stderr
 
 

@@ -113,7 +113,7 @@ def test_cert_manager_objects_are_well_formed() -> None:
 def test_ca_bundle_and_webhook_settings() -> None:
     pem = b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
     config = manifests.webhook_configuration(policy.default_policy(), ca_bundle=pem)
-    assert len(config["webhooks"]) == 6
+    assert len(config["webhooks"]) == 8  # four pod selectors, each in two Pod Security modes
     for entry in config["webhooks"]:
         assert base64.b64decode(entry["clientConfig"]["caBundle"]) == pem
         assert entry["admissionReviewVersions"] == ["v1"]

@@ -27,7 +27,11 @@ def test_default_policy_is_the_spec_example() -> None:
         "requests": {"cpu": "10m", "memory": "16Mi"},
         "limits": {"memory": "64Mi"},
     }
-    assert len(rule.pod_selectors) == 3
+    assert len(rule.pod_selectors) == 4
+    assert [(i.repository, i.non_root_since) for i in rule.images] == [
+        ("langgenius/dify-api", "1.10.1")
+    ]
+    assert rule.forbidden_host_path_prefixes == ()
 
 
 @pytest.mark.parametrize(
@@ -36,7 +40,7 @@ def test_default_policy_is_the_spec_example() -> None:
         (
             "      user: 1001",
             "      user: 1001\n      bogus: 1",
-            "p.yaml:21: spec.rules[0].bogus: unknown field",
+            "p.yaml:25: spec.rules[0].bogus: unknown field",
         ),
         (
             "operator: In, values: [api",
@@ -46,27 +50,27 @@ def test_default_policy_is_the_spec_example() -> None:
         (
             "mountPaths: [/app/api/storage]",
             "mountPaths: [app/api/storage]",
-            "p.yaml:19: spec.rules[0].mountPaths[0]: 'app/api/storage' must be an absolute path",
+            "p.yaml:23: spec.rules[0].mountPaths[0]: 'app/api/storage' must be an absolute path",
         ),
         (
             "user: 1001",
             "user: 2147483648",
-            "p.yaml:20: spec.rules[0].user: Input should be less than or equal to 2147483647",
+            "p.yaml:24: spec.rules[0].user: Input should be less than or equal to 2147483647",
         ),
         (
             "group: 1001",
             "group: -1",
-            "p.yaml:21: spec.rules[0].group: Input should be greater than or equal to 0",
+            "p.yaml:25: spec.rules[0].group: Input should be greater than or equal to 0",
         ),
         (
             "user: 1001",
             'user: "1001"',
-            "p.yaml:20: spec.rules[0].user: Input should be a valid integer",
+            "p.yaml:24: spec.rules[0].user: Input should be a valid integer",
         ),
         (
             "busybox:1.36.1 ",
             "busybox ",
-            "p.yaml:24: spec.rules[0].initContainer.image: image 'busybox' has no tag",
+            "p.yaml:28: spec.rules[0].initContainer.image: image 'busybox' has no tag",
         ),
         ("busybox:1.36.1 ", "busybox:latest ", "uses ':latest'"),
         ("busybox:1.36.1 ", "registry.local:5000/busybox ", "has no tag"),
@@ -136,7 +140,7 @@ def test_parse_raises_one_line_summary() -> None:
         policy.parse_policy(text, source="p.yaml")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("p.yaml:20: spec.rules[0].user")
+    assert message.startswith("p.yaml:24: spec.rules[0].user")
     assert "1 more" in message
 
 

@@ -21,11 +21,11 @@ from typing import Any, Literal, NotRequired, TypedDict
 import orjson
 
 from webhook.errors import BadRequest, InvalidObject, PayloadTooLarge
+from webhook.limits import MAX_BODY_BYTES
 from webhook.mutation import Decision, mutate
 from webhook.policy import Policy
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
-MAX_BODY_BYTES = 3 * 1024 * 1024
 WARNING_PREFIX = "volume-init: "
 
 
@@ -226,7 +226,7 @@ def internal_error(document: dict[str, Any] | None, exc: BaseException) -> Answe
         "allowed": True,
         "warnings": [
             f"{WARNING_PREFIX}internal error ({type(exc).__name__}); the pod was admitted"
-            " unchanged, and its storage may not be writable by UID 1001"
+            " unchanged, and its storage may not be writable by the app's non-root user"
         ],
         "auditAnnotations": {"outcome": "error", "reason": "internal"},
     }

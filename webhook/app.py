@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from webhook import admission, logs, reload
+from webhook import admission, limits, logs, reload
 from webhook.errors import BadRequest, PayloadTooLarge
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -159,8 +159,8 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
     for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit() and int(value) > admission.MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body is over {admission.MAX_BODY_BYTES} bytes")
+        if name == b"content-length" and value.isdigit() and int(value) > limits.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body is over {limits.MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -169,8 +169,8 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             raise BadRequest("the client went away before sending the whole body")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > admission.MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body is over {admission.MAX_BODY_BYTES} bytes")
+        if size > limits.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body is over {limits.MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

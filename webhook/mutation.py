@@ -6,54 +6,75 @@ happened and why, the warnings for the user, the JSON Patch and the patched
 pod. The admission endpoint and the `review` command both call it, so what a
 user previews is what the cluster gets.
 
+The rule it keeps: **never make a pod worse**. It injects only when the
+patched pod is valid and its init container can start and can succeed;
+otherwise it leaves the pod alone and says why (a stable reason code and a
+warning). Denial is kept for storage that is a hostPath of the node's own
+directories. Its work is linear in the pod's size (one pass over the
+containers and their mounts, sets and dicts for every lookup) and bounded by
+`limits`.
+
 It is idempotent by construction: everything it adds is added only where
-absent, and a pod that already carries the init container is left alone, so a
+absent, and a pod that already carries its init container is left alone, so a
 second call on its own output (reinvocation) yields no patch.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
-from webhook import initscript, podshape
+from webhook import envexpand, hostpaths, initscript, limits, podshape
 from webhook.patches import Operation, PatchBuilder
-from webhook.policy import Policy, Rule, normalize_path
+from webhook.policy import Policy, Rule
 
 ANNOTATION_PREFIX = "volume-init.dify.ai/"
 INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
+# `$0` of the injected script: how an init container of ours is recognised
+# when the status annotation is gone.
+SCRIPT_NAME = "volume-init"
 
-# Host paths whose ownership a pod must never get changed: the host's system
-# directories and the node agents' state. A hostPath equal to one of these,
-# below one, or above one (a recursive walk from `/var` reaches
-# `/var/lib/kubelet`) is refused. `/lib*` is matched by prefix.
-FORBIDDEN_HOST_PATHS: tuple[str, ...] = (
-    "/etc",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/boot",
-    "/dev",
-    "/proc",
-    "/sys",
-    "/run",
-    "/var/run",
-    "/var/lib/kubelet",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/log",
-)
-
-# Volume types whose content the kubelet projects read-only: nothing to fix.
-_READ_ONLY_SOURCES = frozenset({"configMap", "secret", "projected", "downwardAPI"})
-_ENV_REFERENCE = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+# Volume types the kubelet always mounts read-only.
+_READ_ONLY_SOURCES = frozenset({"configMap", "secret", "projected", "downwardAPI", "image"})
+_NAME_LIMIT = 63  # a container name is a DNS-1123 label
 
 Outcome = Literal["injected", "skipped", "denied"]
+
+REASONS: dict[str, str] = {
+    "injected": "the init container and securityContext were added",
+    "restricted": "Pod Security restricted: only the securityContext was added",
+    "no-rule-matched": "no rule's pod selector matches the pod's labels",
+    "no-storage-mount": "a rule matches, but no container mounts a volume at its mountPaths",
+    "image-not-listed": "no container mounting the storage runs one of the rule's images",
+    "image-runs-as-root": "the app image is older than nonRootSince and runs as root",
+    "read-only-storage": "the storage is read-only (its source or every mount of it)",
+    "subpath-expr-unresolvable": "the init container could not expand a subPathExpr the same way",
+    "pod-too-large": "more containers, volumes or storage mounts than the webhook handles",
+    "windows-pod": "a Windows pod: ownership cannot be set",
+    "opted-out": 'annotation volume-init.dify.ai/inject: "false"',
+    "excluded-namespace": "the namespace is excluded (the policy's list or the webhook's own)",
+    "mirror-pod": "a mirror pod of a static pod: the kubelet owns it",
+    "already-injected": "the pod already carries the init container (reinvocation)",
+    "hostpath-refused": "denied: the storage is a hostPath of a system path",
+}
+"""Every reason a decision gives, with one line of why (the README lists them)."""
+
+# Skips of a pod a rule wants: the user is told why in a warning.
+_TOLD = frozenset(
+    {
+        "image-not-listed",
+        "image-runs-as-root",
+        "read-only-storage",
+        "subpath-expr-unresolvable",
+        "pod-too-large",
+        "windows-pod",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -62,9 +83,7 @@ class Decision:
 
     outcome: Outcome
     reason: str
-    """A stable code for metrics and scripts: `injected`, `restricted`,
-    `no-rule-matched`, `no-storage-mount`, `opted-out`, `excluded-namespace`,
-    `mirror-pod`, `windows-pod`, `already-injected`, `hostpath-refused`."""
+    """A stable code for metrics and scripts: a key of `REASONS`."""
     message: str
     """One line for people: the rule and volume fixed, or why not."""
     pod: dict[str, Any]
@@ -74,16 +93,41 @@ class Decision:
     rule: str | None = None
     volumes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # NB: a pod can produce a warning per mount; kube-apiserver keeps 4 KiB.
+        object.__setattr__(self, "warnings", limits.capped(self.warnings))
+
 
 @dataclass(frozen=True)
 class _Mount:
+    """One mount at or below a storage path, by a container that counts."""
+
     container: str
     kind: str  # "containers" or "initContainers"
     index: int
-    mount_path: str
+    path: str  # normalized mountPath
+    mount_path: str  # as written
     volume: str
     sub_path: str | None
     sub_path_expr: str | None
+    read_only: bool
+    root: str  # the storage path it is at or below
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """What the mount shows of its volume."""
+        return (self.volume, self.sub_path, self.sub_path_expr)
+
+
+@dataclass
+class _Scan:
+    """What one rule finds in a pod's containers."""
+
+    mounts: list[_Mount] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
+    """Containers mounting a storage path but running none of the rule's images."""
+    root_images: list[tuple[str, str]] = field(default_factory=list)
+    """(container, image) of counted containers whose image runs as root."""
 
 
 def mutate(
@@ -108,63 +152,195 @@ def mutate(
     spec: dict[str, Any] = pod["spec"]
 
     def skip(reason: str, message: str, rule: str | None = None) -> Decision:
-        return Decision("skipped", reason, message, pod, rule=rule)
+        warnings = [f"not injected: {message}"] if reason in _TOLD else []
+        return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule)
 
     if MIRROR_ANNOTATION in annotations:
         return skip("mirror-pod", "mirror pod of a static pod: the kubelet owns it")
     if namespace in protected_namespaces or namespace in policy.spec.exclude_namespaces:
         return skip("excluded-namespace", f"namespace {namespace} is excluded")
-    if annotations.get(INJECT_ANNOTATION, "").strip().lower() == "false":
+    if (annotations.get(INJECT_ANNOTATION) or "").strip().lower() == "false":
         return skip("opted-out", f'opted out by annotation {INJECT_ANNOTATION}: "false"')
 
-    matched: list[str] = []
+    passed: list[tuple[str, str, str]] = []  # (reason, message, rule) of rules that matched
     for rule in policy.spec.rules:
         selector = rule.matching_selector(labels)
         if selector is None:
             continue
-        mounts = _storage_mounts(spec, rule)
-        if not mounts:
-            matched.append(rule.name)
+        where = f"rule {rule.name} (selector {selector.description})"
+        too_big = limits.exceeded(spec)
+        if too_big is not None:
+            return skip("pod-too-large", f"{where}: the pod has {too_big}", rule.name)
+        scan = _scan(spec, rule)
+        if not scan.mounts:
+            paths = ", ".join(rule.mount_paths)
+            if scan.unlisted:
+                wanted = ", ".join(entry.repository for entry in rule.images)
+                passed.append(
+                    (
+                        "image-not-listed",
+                        f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
+                        f" none of the rule's images ({wanted})",
+                        rule.name,
+                    )
+                )
+            else:
+                passed.append(
+                    (
+                        "no-storage-mount",
+                        f"rule {rule.name} matches the labels but no container mounts a volume"
+                        f" at {paths}",
+                        rule.name,
+                    )
+                )
             continue
-        if (spec.get("os") or {}).get("name") == "windows":
-            return skip("windows-pod", "Windows pod: ownership cannot be set", rule.name)
-        init_names = {c.get("name") for c in spec.get("initContainers") or ()}
-        if rule.init_container.name in init_names:
+        windows = _windows(spec)
+        if windows is not None:
+            return skip("windows-pod", f"{where}: Windows pod ({windows})", rule.name)
+        ours = _injected(spec, annotations)
+        if ours is not None:
             return skip(
-                "already-injected",
-                f"already injected: init container {rule.init_container.name} is present",
+                "already-injected", f"already injected: init container {ours} is present", rule.name
+            )
+        if scan.root_images:
+            container, image = scan.root_images[0]
+            return skip(
+                "image-runs-as-root",
+                f"{where}: container {container} runs {image}, older than the version from"
+                " which the image runs as non-root; forcing a user onto it would change an app"
+                " that has no problem",
                 rule.name,
             )
-        where = f"rule {rule.name} (selector {selector.description})"
-        return _apply(pod, rule, mounts, restricted=restricted, where=where)
-    if matched:
-        paths = ", ".join(p for r in policy.spec.rules if r.name in matched for p in r.mount_paths)
-        return skip(
-            "no-storage-mount",
-            f"rule {matched[0]} matches the labels but no container mounts a volume at {paths}",
-            matched[0],
+        if len(scan.mounts) > limits.MAX_STORAGE_MOUNTS:
+            return skip(
+                "pod-too-large",
+                f"{where}: {len(scan.mounts)} mounts at or below {', '.join(rule.mount_paths)},"
+                f" more than the {limits.MAX_STORAGE_MOUNTS} the webhook handles",
+                rule.name,
+            )
+        return _apply(pod, rule, scan.mounts, restricted=restricted, where=where)
+    if passed:
+        reason, message, rule_name = next(
+            (p for p in passed if p[0] == "image-not-listed"), passed[0]
         )
+        return skip(reason, message, rule_name)
     return skip("no-rule-matched", "no rule's pod selector matches the pod's labels")
 
 
-def _storage_mounts(spec: dict[str, Any], rule: Rule) -> list[_Mount]:
-    found: list[_Mount] = []
+def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
+    """The mounts at or below the rule's storage paths, by containers that count.
+
+    A container's mount at a storage path is a root; its mounts below a root
+    (an NFS share at `/app/api/storage/upload_files`) are fixed with it.
+    Linear: each mount is normalized once and compared with at most the
+    rule's few storage paths.
+    """
+    scan = _Scan()
+    storage = rule.mount_path_set
     for kind in ("containers", "initContainers"):
         for index, container in enumerate(spec.get(kind) or ()):
-            for mount in container.get("volumeMounts") or ():
-                if normalize_path(mount["mountPath"]) in rule.mount_paths:
-                    found.append(
-                        _Mount(
-                            container=container.get("name") or f"{kind}[{index}]",
-                            kind=kind,
-                            index=index,
-                            mount_path=mount["mountPath"],
-                            volume=mount["name"],
-                            sub_path=mount.get("subPath") or None,
-                            sub_path_expr=mount.get("subPathExpr") or None,
-                        )
+            entries = container.get("volumeMounts") or ()
+            paths = [hostpaths.normalize(m["mountPath"]) for m in entries]
+            roots = {p for p in paths if p in storage}
+            if not roots:
+                continue
+            name = container.get("name") or f"{kind}[{index}]"
+            if rule.images:
+                image = container.get("image") or ""
+                entry = rule.image_rule(image)
+                if entry is None:
+                    scan.unlisted.append(name)
+                    continue
+                if entry.runs_as_root(image):
+                    scan.root_images.append((name, image))
+            # A storage path below another one of the same container is nested in it.
+            top = [r for r in roots if not any(r != o and hostpaths.within(r, o) for o in roots)]
+            for mount, path in zip(entries, paths, strict=True):
+                root = next((r for r in top if hostpaths.within(path, r)), None)
+                if root is None:
+                    continue
+                scan.mounts.append(
+                    _Mount(
+                        container=name,
+                        kind=kind,
+                        index=index,
+                        path=path,
+                        mount_path=mount["mountPath"],
+                        volume=mount["name"],
+                        sub_path=mount.get("subPath") or None,
+                        sub_path_expr=mount.get("subPathExpr") or None,
+                        read_only=mount.get("readOnly") is True,
+                        root=root,
                     )
-    return found
+                )
+    return scan
+
+
+def _windows(spec: dict[str, Any]) -> str | None:
+    """How the pod says it runs on Windows, or None."""
+    if (spec.get("os") or {}).get("name") == "windows":
+        return "spec.os.name: windows"
+    node_selector = spec.get("nodeSelector") or {}
+    for label in OS_LABELS:
+        if node_selector.get(label) == "windows":
+            return f"nodeSelector {label}: windows"
+    terms = podshape.required_node_terms(spec)
+    if terms and all(_term_excludes_linux(term) for term in terms):
+        return "required node affinity on kubernetes.io/os excludes linux"
+    return None
+
+
+def _term_excludes_linux(term: dict[str, Any]) -> bool:
+    """A nodeSelectorTerm no Linux node can satisfy, by its OS label."""
+    for expression in term.get("matchExpressions") or ():
+        if expression.get("key") not in OS_LABELS:
+            continue
+        values = expression.get("values") or ()
+        operator = expression.get("operator")
+        if operator == "In" and values and "linux" not in values:
+            return True
+        if operator == "NotIn" and "linux" in values:
+            return True
+    return False
+
+
+def _injected(spec: dict[str, Any], annotations: dict[str, str]) -> str | None:
+    """The name of the init container this webhook injected, when the pod has it.
+
+    Ours is the one the status annotation names, or (should another tool drop
+    the annotation) one that runs our script.
+    """
+    present: set[str] = set()
+    for container in spec.get("initContainers") or ():
+        name = container.get("name") or ""
+        command = container.get("command")
+        if (
+            isinstance(command, list)
+            and command[:2] == ["sh", "-c"]
+            and command[3:4] == [SCRIPT_NAME]
+        ):
+            return name
+        present.add(name)
+    status = annotations.get(STATUS_ANNOTATION)
+    if status:
+        try:
+            recorded = orjson.loads(status)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(recorded, dict):
+            name = recorded.get("initContainer")
+            if isinstance(name, str) and name in present:
+                return name
+    return None
+
+
+def _read_only(volume: dict[str, Any], source: str) -> str | None:
+    """Why the kubelet mounts this volume read-only in every container, or None."""
+    if source in _READ_ONLY_SOURCES:
+        return f"a {source} volume (read-only)"
+    if (volume.get(source) or {}).get("readOnly") is True:
+        return f"a read-only {source} volume ({source}.readOnly: true)"
+    return None
 
 
 def _apply(
@@ -172,8 +348,10 @@ def _apply(
 ) -> Decision:
     spec = pod["spec"]
     volumes = {v["name"]: v for v in spec.get("volumes") or ()}
+    writable = {m.key for m in mounts if not m.read_only}
     warnings: list[str] = []
     fixable: list[_Mount] = []
+    read_only = 0
     sources: dict[str, str] = {}
     for mount in mounts:
         volume = volumes.get(mount.volume)
@@ -184,20 +362,26 @@ def _apply(
             )
             continue
         source = _source(volume)
-        if source in _READ_ONLY_SOURCES:
-            warnings.append(
-                f"volume {mount.volume} at {mount.mount_path} is a {source} volume"
-                " (read-only): left alone"
-            )
+        why = _read_only(volume, source)
+        if why is None and mount.key not in writable:
+            why = "mounted read-only by every container that mounts it there"
+        if why is not None:
+            read_only += 1
+            warnings.append(f"volume {mount.volume} at {mount.mount_path} is {why}: left alone")
             continue
         if source == "hostPath":
-            refusal = host_path_refusal(volume["hostPath"]["path"], rule)
+            path = volume["hostPath"]["path"]
+            refusal = hostpaths.refusal(
+                path,
+                forbidden=rule.forbidden_host_path_prefixes,
+                allowed=rule.allowed_host_path_prefixes,
+            )
             if refusal is not None:
                 return Decision(
                     "denied",
                     "hostpath-refused",
                     f"volume {mount.volume} (mounted at {mount.mount_path} by container"
-                    f" {mount.container}) is a hostPath of {_shown(volume['hostPath']['path'])},"
+                    f" {mount.container}) is a hostPath of {hostpaths.shown(path)},"
                     f" {refusal}."
                     " dify-volume-init will not change ownership there: use a directory of"
                     " Dify's own (e.g. /srv/dify/storage) or a PersistentVolumeClaim.",
@@ -207,32 +391,67 @@ def _apply(
         sources[mount.volume] = source
         fixable.append(mount)
     if not fixable:
-        return Decision(
-            "skipped",
-            "no-storage-mount",
-            f"{where} matches, but no fixable volume is mounted at {', '.join(rule.mount_paths)}",
-            pod,
-            warnings=warnings,
-            rule=rule.name,
+        reason = "read-only-storage" if read_only else "no-storage-mount"
+        what = "writable " if read_only else "fixable "
+        message = (
+            f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"
         )
+        if read_only:
+            warnings.insert(0, f"not injected: {message}")
+        return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule.name)
 
     builder = PatchBuilder(pod)
     fixed = tuple(dict.fromkeys(m.volume for m in fixable))
-    owner = f"{rule.user}:{rule.group}"
+    pod_sc: dict[str, Any] = spec.get("securityContext") or {}
+    fs_group = pod_sc.get("fsGroup")
+    group = rule.group if fs_group is None else fs_group
+    owner = f"{rule.user}:{group}"
+    init_name: str | None = None
     if restricted:
         weak = [
             f"{name} ({sources[name]})" for name in fixed if sources[name] in ("hostPath", "nfs")
         ]
         warnings.append(
-            f"Pod Security restricted: no init container, only fsGroup {rule.group}"
+            f"Pod Security restricted: no init container, only fsGroup {group}"
             " (OnRootMismatch), which hostPath and NFS volumes ignore"
             + (f"; make {', '.join(weak)} owned by {owner} on the server" if weak else "")
         )
     else:
-        builder.insert(("spec", "initContainers"), 0, _init_container(rule, fixable, spec))
+        try:
+            env_from, env = _subpath_env(spec, fixable)
+        except envexpand.Unreproducible as exc:
+            message = f"{where}: a subPathExpr cannot be expanded the same way: {exc}"
+            return Decision(
+                "skipped",
+                "subpath-expr-unresolvable",
+                message,
+                pod,
+                warnings=[f"not injected: {message}", *warnings],
+                rule=rule.name,
+            )
+        init_name = _free_name(spec, rule.init_container.name)
+        if init_name != rule.init_container.name:
+            warnings.append(
+                f"another container is named {rule.init_container.name}:"
+                f" the init container is named {init_name}"
+            )
+        container = _init_container(
+            rule, fixable, name=init_name, group=group, env_from=env_from, env=env
+        )
+        builder.insert(("spec", "initContainers"), 0, container)
+    if fs_group is not None and fs_group != rule.group:
+        warnings.append(
+            f"pod securityContext.fsGroup is {fs_group}, not the policy's group {rule.group}:"
+            + (
+                " left as is"
+                if restricted
+                else f" the volume is given to {owner}, so that the kubelet and the init"
+                " container agree"
+            )
+        )
     _security_context(builder, rule, fixable, warnings)
     status: dict[str, Any] = {"rule": rule.name, "volumes": list(fixed), "owner": owner}
-    status["initContainer"] = None if restricted else rule.init_container.name
+    status["initContainer"] = init_name
     value = orjson.dumps(status).decode()
     if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
         builder.set_default(("metadata", "annotations"), STATUS_ANNOTATION, value, overwrite=True)
@@ -268,71 +487,125 @@ def _source(volume: dict[str, Any]) -> str:
     return "emptyDir"  # a volume with no source: kube-apiserver will reject it
 
 
-def host_path_refusal(path: str, rule: Rule) -> str | None:
-    """Why a hostPath must not be chowned, or None when it may be."""
-    if not path.startswith("/"):
-        return "not an absolute path"
-    normalized = normalize_path(path)
-    if normalized == "/":
-        return "the host's root directory"
-    first = normalized.split("/")[1]
-    if first.startswith("lib"):
-        return f"a system path (under /{first})"
-    for forbidden in FORBIDDEN_HOST_PATHS:
-        if _within(normalized, forbidden):
-            return f"a system path (under {forbidden})"
-        if _within(forbidden, normalized):
-            return f"a directory that contains the system path {forbidden}"
-    if rule.allowed_host_path_prefixes and not any(
-        _within(normalized, prefix) for prefix in rule.allowed_host_path_prefixes
-    ):
-        allowed = ", ".join(rule.allowed_host_path_prefixes)
-        return f"outside the policy's allowedHostPathPrefixes ({allowed})"
-    return None
+def _free_name(spec: dict[str, Any], wanted: str) -> str:
+    """`wanted`, or `wanted-N`: a name no init, regular or ephemeral container has.
+
+    kube-apiserver refuses a pod whose containers of any kind share a name.
+    At most one more try than there are containers, so it always ends.
+    """
+    taken = {
+        container.get("name")
+        for kind in ("containers", "initContainers", "ephemeralContainers")
+        for container in spec.get(kind) or ()
+    }
+    name = wanted
+    suffix = 2
+    while name in taken:
+        tail = f"-{suffix}"
+        name = wanted[: _NAME_LIMIT - len(tail)].rstrip("-") + tail
+        suffix += 1
+    return name
 
 
-def _shown(path: str) -> str:
-    normalized = normalize_path(path) if path.startswith("/") else path
-    return path if normalized == path else f"{path} (= {normalized})"
+def _subpath_env(spec: dict[str, Any], mounts: list[_Mount]) -> tuple[list[Any], list[Any]]:
+    """The `envFrom` and `env` the init container needs for the `subPathExpr` mounts."""
+    expressions: dict[tuple[str, int], list[str]] = {}
+    names: dict[tuple[str, int], str] = {}
+    for mount in mounts:
+        if mount.sub_path_expr:
+            expressions.setdefault((mount.kind, mount.index), []).append(mount.sub_path_expr)
+            names[(mount.kind, mount.index)] = mount.container
+    requirements = []
+    for (kind, index), texts in expressions.items():
+        container = spec[kind][index]
+        env = podshape.check_env(container, f"spec.{kind}[{index}]")
+        requirements.append(envexpand.requirement(container, env, texts, name=names[(kind, index)]))
+    return envexpand.merge(requirements)
 
 
-def _within(path: str, ancestor: str) -> bool:
-    return ancestor in ("/", path) or path.startswith(ancestor + "/")
+def _directories(mounts: list[_Mount]) -> list[tuple[str, _Mount]]:
+    """Where the init container mounts each of `mounts`: a tree per storage root.
+
+    Each container's mounts under one storage root form a tree (the root and
+    the mounts below it, at their paths relative to the root). Containers
+    whose trees are the same share one; a different tree gets its own base
+    directory (`/app/api/storage-2`), never inside or above another, so that
+    the init container's mounts neither shadow nor nest in each other.
+    """
+    trees: dict[tuple[Any, ...], tuple[str, list[tuple[str, _Mount]]]] = {}
+    by_container: dict[tuple[str, int, str], list[tuple[str, _Mount]]] = {}
+    for mount in mounts:
+        relative = mount.path[len(mount.root) :].lstrip("/")
+        by_container.setdefault((mount.kind, mount.index, mount.root), []).append((relative, mount))
+    for (_, _, root), entries in by_container.items():
+        shape = (root, *sorted({(rel, *m.key) for rel, m in entries}, key=repr))
+        trees.setdefault(shape, (root, entries))
+    used: set[str] = set()
+    above_used: set[str] = set()
+    next_suffix: dict[str, int] = {}  # NB: each search resumes where the last one stopped
+    placed: list[tuple[str, _Mount]] = []
+    for storage, entries in trees.values():
+        base = storage
+        suffix = next_suffix.get(storage, 1)
+        while base in used or base in above_used or _below_any(base, used):
+            suffix += 1
+            base = f"{storage}-{suffix}"
+        next_suffix[storage] = suffix
+        used.add(base)
+        parent = base
+        while parent != "/":
+            parent = parent.rsplit("/", 1)[0] or "/"
+            above_used.add(parent)
+        seen: set[tuple[str, tuple[str, str | None, str | None]]] = set()
+        for relative, mount in sorted(entries, key=lambda e: (e[0].count("/"), e[0])):
+            target = f"{base}/{relative}" if relative else base
+            if (target, mount.key) in seen:
+                continue
+            seen.add((target, mount.key))
+            placed.append((target, mount))
+    return placed
 
 
-def _init_container(rule: Rule, mounts: list[_Mount], spec: dict[str, Any]) -> dict[str, Any]:
+def _below_any(path: str, bases: set[str]) -> bool:
+    parent = path
+    while parent != "/":
+        parent = parent.rsplit("/", 1)[0] or "/"
+        if parent in bases:
+            return True
+    return False
+
+
+def _init_container(
+    rule: Rule,
+    mounts: list[_Mount],
+    *,
+    name: str,
+    group: int,
+    env_from: list[Any],
+    env: list[Any],
+) -> dict[str, Any]:
     volume_mounts: list[dict[str, Any]] = []
     directories: list[str] = []
-    seen: set[tuple[str, str | None, str | None]] = set()
-    env: dict[str, dict[str, Any]] = {}
-    for mount in mounts:
-        key = (mount.volume, mount.sub_path, mount.sub_path_expr)
-        if key in seen:
-            continue
-        seen.add(key)
-        path = normalize_path(mount.mount_path)
-        suffix = 2
-        while path in directories:
-            path = f"{normalize_path(mount.mount_path)}-{suffix}"
-            suffix += 1
-        directories.append(path)
-        entry: dict[str, Any] = {"name": mount.volume, "mountPath": path}
+    for target, mount in _directories(mounts):
+        entry: dict[str, Any] = {"name": mount.volume, "mountPath": target}
         if mount.sub_path:
             entry["subPath"] = mount.sub_path
         if mount.sub_path_expr:
             entry["subPathExpr"] = mount.sub_path_expr
-            env.update(_referenced_env(spec, mount))
         volume_mounts.append(entry)
+        directories.append(target)
     ic = rule.init_container
     container: dict[str, Any] = {
-        "name": ic.name,
+        "name": name,
         "image": ic.image,
-        "command": initscript.command(user=rule.user, group=rule.group, directories=directories),
+        "command": initscript.command(user=rule.user, group=group, directories=directories),
     }
     if ic.image_pull_policy:
         container["imagePullPolicy"] = ic.image_pull_policy
+    if env_from:
+        container["envFrom"] = env_from
     if env:
-        container["env"] = list(env.values())
+        container["env"] = env
     resources = ic.resources.to_k8s()
     if resources:
         container["resources"] = resources
@@ -350,27 +623,11 @@ def _init_container(rule: Rule, mounts: list[_Mount], spec: dict[str, Any]) -> d
     return container
 
 
-def _referenced_env(spec: dict[str, Any], mount: _Mount) -> dict[str, dict[str, Any]]:
-    """The env entries a `subPathExpr` expands, copied from the app container."""
-    names = _ENV_REFERENCE.findall(mount.sub_path_expr or "")
-    container = spec[mount.kind][mount.index]
-    out: dict[str, dict[str, Any]] = {}
-    for var in podshape.check_env(container, f"spec.{mount.kind}[{mount.index}]"):
-        if var.get("name") in names:
-            out[var["name"]] = var
-    return out
-
-
 def _security_context(
     builder: PatchBuilder, rule: Rule, mounts: list[_Mount], warnings: list[str]
 ) -> None:
     pod_sc_path = ("spec", "securityContext")
     pod_sc: dict[str, Any] = builder.get(pod_sc_path) or {}
-    fs_group = pod_sc.get("fsGroup")
-    if fs_group is not None and fs_group != rule.group:
-        warnings.append(
-            f"pod securityContext.fsGroup is {fs_group}, the policy wants {rule.group}: left as is"
-        )
     builder.set_defaults(
         pod_sc_path, {"fsGroup": rule.group, "fsGroupChangePolicy": "OnRootMismatch"}
     )
@@ -385,18 +642,22 @@ def _security_context(
         wanted: dict[str, Any] = {}
         effective: dict[str, Any] = {}
         for key, value in (("runAsUser", rule.user), ("runAsGroup", rule.group)):
-            current = sc.get(key, pod_sc.get(key))
+            # NB: an explicit null is unset: the pod-level value applies.
+            current, level = sc.get(key), "container"
+            if current is None:
+                current, level = pod_sc.get(key), "pod"
             if current is None:
                 wanted[key] = effective[key] = value
                 continue
             effective[key] = current
             if current != value:
-                level = "container" if sc.get(key) is not None else "pod"
                 warnings.append(
                     f"container {mount.container}: {key} is {current} (set on the {level}),"
                     f" the policy wants {value}: left as is"
                 )
-        non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        non_root = sc.get("runAsNonRoot")
+        if non_root is None:
+            non_root = pod_sc.get("runAsNonRoot")
         if non_root is None:
             # NB: runAsNonRoot with UID 0 stops the kubelet from starting the container.
             if effective["runAsUser"] != 0:

@@ -17,6 +17,8 @@ from webhook.errors import InvalidObject
 
 _CONTAINER_SC_INTS = ("runAsUser", "runAsGroup")
 _POD_SC_INTS = ("runAsUser", "runAsGroup", "fsGroup")
+_MAX_ID = 2_147_483_647  # kube-apiserver's bound on UIDs and GIDs (int32)
+_CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
 
 
 def check_pod(pod: Any) -> None:
@@ -35,12 +37,14 @@ def check_pod(pod: Any) -> None:
     os_ = _optional(spec, "os", dict, "spec.os")
     if os_ is not None:
         _optional(os_, "name", str, "spec.os.name")
+    _string_map(spec, "nodeSelector", "spec.nodeSelector")
+    _node_affinity(spec)
     security = _optional(spec, "securityContext", dict, "spec.securityContext")
     if security is not None:
         _ints(security, _POD_SC_INTS, "spec.securityContext")
         _optional(security, "runAsNonRoot", bool, "spec.securityContext.runAsNonRoot")
         _optional(security, "fsGroupChangePolicy", str, "spec.securityContext.fsGroupChangePolicy")
-    for field in ("containers", "initContainers"):
+    for field in _CONTAINER_KINDS:
         containers = _optional(spec, field, list, f"spec.{field}")
         for i, container in enumerate(containers or ()):
             _container(container, f"spec.{field}[{i}]")
@@ -54,14 +58,50 @@ def check_pod(pod: Any) -> None:
         if host_path is not None:
             _required(host_path, "path", str, f"{where}.hostPath.path")
         for source, value in volume.items():
-            if source != "name" and value is not None and not isinstance(value, dict):
+            if source == "name" or value is None:
+                continue
+            if not isinstance(value, dict):
                 raise InvalidObject(f"{where}.{source}: expected a mapping, got {_kind(value)}")
+            _optional(value, "readOnly", bool, f"{where}.{source}.readOnly")
+
+
+def required_node_terms(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """`spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`."""
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms: list[dict[str, Any]] = required.get("nodeSelectorTerms") or []
+    return terms
+
+
+def _node_affinity(spec: dict[str, Any]) -> None:
+    where = "spec.affinity"
+    affinity = _optional(spec, "affinity", dict, where)
+    node = _optional(affinity or {}, "nodeAffinity", dict, f"{where}.nodeAffinity")
+    where += ".nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    required = _optional(node or {}, "requiredDuringSchedulingIgnoredDuringExecution", dict, where)
+    terms = _optional(required or {}, "nodeSelectorTerms", list, f"{where}.nodeSelectorTerms")
+    for i, term in enumerate(terms or ()):
+        at = f"{where}.nodeSelectorTerms[{i}]"
+        if not isinstance(term, dict):
+            raise InvalidObject(f"{at}: expected a mapping, got {_kind(term)}")
+        expressions = _optional(term, "matchExpressions", list, f"{at}.matchExpressions")
+        for j, expression in enumerate(expressions or ()):
+            ex = f"{at}.matchExpressions[{j}]"
+            if not isinstance(expression, dict):
+                raise InvalidObject(f"{ex}: expected a mapping, got {_kind(expression)}")
+            _optional(expression, "key", str, f"{ex}.key")
+            _optional(expression, "operator", str, f"{ex}.operator")
+            values = _optional(expression, "values", list, f"{ex}.values")
+            for k, value in enumerate(values or ()):
+                if not isinstance(value, str):
+                    raise InvalidObject(f"{ex}.values[{k}]: expected a string, got {_kind(value)}")
 
 
 def _container(container: Any, where: str) -> None:
     if not isinstance(container, dict):
         raise InvalidObject(f"{where}: expected a mapping, got {_kind(container)}")
     _optional(container, "name", str, f"{where}.name")
+    _optional(container, "image", str, f"{where}.image")
     mounts = _optional(container, "volumeMounts", list, f"{where}.volumeMounts")
     for j, mount in enumerate(mounts or ()):
         at = f"{where}.volumeMounts[{j}]"
@@ -71,6 +111,7 @@ def _container(container: Any, where: str) -> None:
         _required(mount, "mountPath", str, f"{at}.mountPath")
         _optional(mount, "subPath", str, f"{at}.subPath")
         _optional(mount, "subPathExpr", str, f"{at}.subPathExpr")
+        _optional(mount, "readOnly", bool, f"{at}.readOnly")
     security = _optional(container, "securityContext", dict, f"{where}.securityContext")
     if security is not None:
         _ints(security, _CONTAINER_SC_INTS, f"{where}.securityContext")
@@ -88,6 +129,8 @@ def check_env(container: dict[str, Any], where: str) -> list[dict[str, Any]]:
         if not isinstance(var, dict):
             raise InvalidObject(f"{where}.env[{j}]: expected a mapping, got {_kind(var)}")
         _optional(var, "name", str, f"{where}.env[{j}].name")
+        _optional(var, "value", str, f"{where}.env[{j}].value")
+        _optional(var, "valueFrom", dict, f"{where}.env[{j}].valueFrom")
     return env or []
 
 
@@ -129,4 +172,6 @@ def _string_map(parent: dict[str, Any], key: str, where: str) -> None:
 
 def _ints(parent: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
     for key in keys:
-        _optional(parent, key, int, f"{where}.{key}")
+        value = _optional(parent, key, int, f"{where}.{key}")
+        if value is not None and not 0 <= value <= _MAX_ID:
+            raise InvalidObject(f"{where}.{key}: expected an integer from 0 to {_MAX_ID}")

@@ -10,7 +10,6 @@ and every error names the file, the line and the field.
 from __future__ import annotations
 
 import functools
-import posixpath
 import re
 from importlib import resources
 from pathlib import Path
@@ -20,7 +19,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from webhook import yamlfile
+from webhook import hostpaths, images, yamlfile
 from webhook.errors import PolicyError
 
 API_VERSION = "volume-init.dify.ai/v1"
@@ -99,11 +98,23 @@ def _quantity(value: Any) -> Any:
     return value
 
 
-def normalize_path(path: str) -> str:
-    """`/a//b/../c/` -> `/a/c`: what the kernel would reach, textually."""
-    normalized = posixpath.normpath(path)
-    # NB: POSIX keeps a leading '//' as implementation-defined; Linux does not.
-    return "/" + normalized.lstrip("/")
+def _repository(value: str) -> str:
+    if not images.REPOSITORY.match(value):
+        raise ValueError(
+            f"{value!r} is not an image repository (no tag, no digest), e.g. langgenius/dify-api"
+        )
+    return value
+
+
+def _version(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("quote the version, e.g. '1.10.1' (YAML reads 1.10 as the number 1.1)")
+    if images.parse_version(value) is None:
+        raise ValueError(f"{value!r} is not a version such as 1.10.1")
+    return value
+
+
+normalize_path = hostpaths.normalize
 
 
 LabelKey = Annotated[str, AfterValidator(_label_key)]
@@ -214,6 +225,28 @@ class InitContainer(_Model):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
 
+class ImageRule(_Model):
+    """One app image a rule fixes, and the version from which it runs as non-root."""
+
+    repository: Annotated[str, AfterValidator(_repository)]
+    non_root_since: Annotated[str, BeforeValidator(_version)] | None = None
+
+    @property
+    def since(self) -> images.Version | None:
+        """`non_root_since` as numbers (validated, so parsable)."""
+        return None if self.non_root_since is None else images.parse_version(self.non_root_since)
+
+    def runs_as_root(self, reference: str) -> bool:
+        """The image's tag names a version older than `nonRootSince`.
+
+        `latest`, a digest without a tag or an unparsable tag count as current.
+        """
+        if self.since is None:
+            return False
+        version = images.version_of(reference)
+        return version is not None and version < self.since
+
+
 class Rule(_Model):
     """Which pods (selectors) get which volumes (mount paths) owned by whom."""
 
@@ -224,6 +257,25 @@ class Rule(_Model):
     group: Id = 1001
     init_container: InitContainer = Field(default_factory=InitContainer)
     allowed_host_path_prefixes: tuple[AbsolutePath, ...] = ()
+    forbidden_host_path_prefixes: tuple[AbsolutePath, ...] = ()
+    """Added to the built-in forbidden host paths, never replacing them."""
+    images: tuple[ImageRule, ...] = ()
+    """When set, only containers running one of these images count."""
+
+    @property
+    def mount_path_set(self) -> frozenset[str]:
+        """`mount_paths` as a set, for lookups."""
+        return frozenset(self.mount_paths)
+
+    def image_rule(self, reference: Any) -> ImageRule | None:
+        """The entry of `images` the image `reference` runs, or None."""
+        if not isinstance(reference, str):
+            return None
+        repository = images.parse(reference).repository
+        for entry in self.images:
+            if images.repository_matches(repository, entry.repository):
+                return entry
+        return None
 
     def matching_selector(self, labels: dict[str, str]) -> LabelSelector | None:
         """The first selector the labels satisfy (a pod matches when ANY does)."""
