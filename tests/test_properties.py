@@ -1,6 +1,8 @@
 """Properties over generated pods: the patch applies (with an independent
-implementation) and equals the mutation, a second pass changes nothing, and no
-input makes `/mutate` answer 5xx."""
+implementation) and equals the mutation, a valid pod stays valid, a second
+pass changes nothing, and no input makes `/mutate` fail: never a 5xx, never
+the internal-error fallback, and an answer without a patch is exactly the
+uid, `allowed` and what the contract adds."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests import helpers, strategies
+from tests import helpers, podvalidity, strategies
 from webhook import mutation
 from webhook.app import create_app
 from webhook.policy import Policy, default_policy
@@ -43,9 +45,15 @@ def test_patch_applies_and_equals_mutation(pod: dict[str, Any], restricted: bool
             k: v for k, v in container.items() if k != "securityContext"
         }
         for key, value in (container.get("securityContext") or {}).items():
-            assert after["securityContext"][key] == value
+            if value is not None:  # an explicit null is unset, and may be filled
+                assert after["securityContext"][key] == value
     if decision.outcome != "injected":
         assert decision.patch == []
+    assert decision.reason in mutation.REASONS
+    event(decision.reason)
+    # Never make a pod worse: a pod kube-apiserver accepts stays one it accepts.
+    if not podvalidity.problems(pod):
+        assert podvalidity.problems(patched) == [], decision.patch
 
 
 @SETTINGS
@@ -55,6 +63,23 @@ def test_second_pass_is_a_no_op(pod: dict[str, Any], restricted: bool) -> None:
     second = mutation.mutate(first.pod, POLICY, namespace="dify", restricted=restricted)
     assert second.patch == []
     assert second.outcome in ("skipped", "denied")
+    if first.outcome == "injected":
+        assert second.reason == "already-injected"
+
+
+CONTRACT_EXTRAS = {"warnings", "auditAnnotations"}
+
+
+def check_answer(body: Any, answer: dict[str, Any]) -> None:
+    """A 200 answer is a real decision: never the internal-error fallback, and an
+    answer without a patch carries nothing but the uid, `allowed` and the extras."""
+    response = answer["response"]
+    assert response["uid"] == body["request"]["uid"]
+    assert response.get("auditAnnotations", {}).get("outcome") != "error", response
+    if response["allowed"] and "patch" not in response:
+        assert set(response) - CONTRACT_EXTRAS == {"uid", "allowed"}, response
+    if not response["allowed"]:
+        assert response["status"]["code"] == 403
 
 
 def _json_values() -> st.SearchStrategy[Any]:
@@ -107,6 +132,7 @@ def test_mutate_never_answers_5xx(body: Any) -> None:
         assert response.status_code in (200, 400), response.text
         if response.status_code == 200:
             assert response.json()["kind"] == "AdmissionReview"
+            check_answer(body, response.json())
         else:
             assert "\n" not in response.text.rstrip("\n")
 
@@ -181,7 +207,7 @@ def test_fuzzed_reviews_never_get_5xx(body: Any) -> None:
     event(f"HTTP {status}")
     assert status in (200, 400), text
     if status == 200:
-        assert json.loads(text)["response"]["uid"] == body["request"]["uid"]
+        check_answer(body, json.loads(text))
 
 
 _LOOP = asyncio.new_event_loop()

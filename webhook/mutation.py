@@ -337,7 +337,7 @@ def _injected(spec: dict[str, Any], annotations: dict[str, str]) -> str | None:
 def _read_only(volume: dict[str, Any], source: str) -> str | None:
     """Why the kubelet mounts this volume read-only in every container, or None."""
     if source in _READ_ONLY_SOURCES:
-        return f"a {source} volume (read-only)"
+        return f"a read-only {source} volume"
     if (volume.get(source) or {}).get("readOnly") is True:
         return f"a read-only {source} volume ({source}.readOnly: true)"
     return None
@@ -533,11 +533,20 @@ def _directories(mounts: list[_Mount]) -> list[tuple[str, _Mount]]:
     the init container's mounts neither shadow nor nest in each other.
     """
     trees: dict[tuple[Any, ...], tuple[str, list[tuple[str, _Mount]]]] = {}
-    by_container: dict[tuple[str, int, str], list[tuple[str, _Mount]]] = {}
+    by_container: dict[tuple[str, int, str, int], list[tuple[str, _Mount]]] = {}
+    # NB: kube-apiserver compares mount paths as written, so one container may
+    # mount two volumes at `/app/api/storage` and `/app/api/storage/`; the second
+    # goes in a tree of its own (a slot), as the init container's may not repeat.
+    slots: dict[tuple[str, int, str, str], int] = {}
     for mount in mounts:
         relative = mount.path[len(mount.root) :].lstrip("/")
-        by_container.setdefault((mount.kind, mount.index, mount.root), []).append((relative, mount))
-    for (_, _, root), entries in by_container.items():
+        place = (mount.kind, mount.index, mount.root, relative)
+        slot = slots.get(place, 0)
+        slots[place] = slot + 1
+        by_container.setdefault((mount.kind, mount.index, mount.root, slot), []).append(
+            (relative, mount)
+        )
+    for (_, _, root, _), entries in by_container.items():
         shape = (root, *sorted({(rel, *m.key) for rel, m in entries}, key=repr))
         trees.setdefault(shape, (root, entries))
     used: set[str] = set()
