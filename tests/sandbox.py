@@ -29,6 +29,9 @@ mount --bind /usr "$root/usr"
 mount -o remount,bind,ro "$root/usr"
 mount --bind /dev/null "$root/dev/null"  # a runtime gives every container /dev/null
 for ((i = 0; i < ${#binds[@]}; i += 2)); do
+  # A mount below another lands inside that volume: create its mount point
+  # there, as the runtime does (a no-op for the rest, made in the rootfs).
+  mkdir -p "$root${binds[i+1]}"
   mount --bind "${binds[i]}" "$root${binds[i+1]}"
 done
 exec chroot "$root" /usr/bin/env -i PATH=/bin \

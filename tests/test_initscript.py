@@ -218,3 +218,62 @@ def test_odd_mount_paths_reach_the_script_as_data(policy: Policy, tmp_path: Path
     assert f"volume-init: {ODD_PATH}: changed the owner of 2 entries" in result.stdout
     assert set(owners(storage).values()) == {(1001, 1001)}
     assert not any(p.name in ("pwned", "pwned2") for p in tmp_path.rglob("*"))
+
+
+def kubelet_fs_group_pass(root: Path, fs_group: int) -> None:
+    """What the kubelet does to a volume for `fsGroup` (volume.SetVolumeOwnership):
+    the group of every entry becomes fsGroup, group read/write is added, and
+    directories get the setgid bit. Symbolic links are not followed."""
+    for directory, dirs, files in os.walk(root):
+        for name in [".", *dirs, *files]:
+            path = Path(directory) / name
+            os.lchown(path, -1, fs_group)
+            st = os.lstat(path)
+            if path.is_symlink():
+                continue
+            extra = 0o2070 if path.is_dir() else 0o060
+            os.chmod(path, (st.st_mode & 0o7777) | extra)
+
+
+def test_an_existing_fs_group_and_the_kubelet_agree(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    storage, _ = volume
+    init = injected_container(policy, "helm-api-fsgroup.yaml")
+    seen = []
+    for start in range(3):
+        result = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+        assert result.returncode == 0, result.stderr
+        if start > 0:
+            assert "already owned by 1001:2000, nothing to do" in result.stdout
+        kubelet_fs_group_pass(storage, 2000)
+        seen.append(owners(storage))
+    assert set(seen[0].values()) == {(1001, 2000)}
+    assert seen[0] == seen[1] == seen[2], "ownership must settle after the first start"
+    assert (storage / ".init_permissions").read_text() == "1001:2000\n"
+
+
+def test_storage_mounted_below_the_storage_path_is_fixed_too(
+    policy: Policy, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage-pvc"
+    (storage / "privkeys").mkdir(parents=True)
+    (storage / "privkeys" / "private.pem").write_text("key")
+    uploads = tmp_path / "uploads-share"
+    (uploads / "tenant-1").mkdir(parents=True)
+    (uploads / "tenant-1" / "image.png").write_bytes(b"png")
+    init = injected_container(policy, "nested-nfs-upload-files.yaml")
+    assert [m["mountPath"] for m in init["volumeMounts"]] == [
+        "/app/api/storage",
+        "/app/api/storage/upload_files",
+    ]
+    result = sandbox.run_container(init, {"app-data": storage, "uploads": uploads}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(owners(uploads).values()) == {(1001, 1001)}
+    # The share's mount point in the storage volume was made by the runtime (here
+    # the sandbox) and lies under the share whenever a container runs.
+    found = owners(storage)
+    assert found.pop("upload_files") == (0, 0)
+    assert set(found.values()) == {(1001, 1001)}
+    assert (uploads / ".init_permissions").read_text() == "1001:1001\n"
+    assert (storage / ".init_permissions").read_text() == "1001:1001\n"

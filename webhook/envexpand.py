@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from webhook import limits
+
 # Kubernetes' expansion syntax (third_party/forked/golang/expansion): `$(NAME)`.
 # `$$(NAME)` is an escaped literal; counting it as a reference only copies an
 # entry more, which changes no value.
@@ -63,6 +65,8 @@ def requirement(
         if var_name in needed:
             continue
         needed.add(var_name)
+        if len(needed) > limits.MAX_COPIED_ENV:
+            raise _too_many(name)
         for var in by_name.get(var_name, ()):
             _check_source(var, name)
             value = var.get("value")
@@ -75,7 +79,16 @@ def requirement(
         if not isinstance(source, dict) or set(source) - {"prefix", "configMapRef", "secretRef"}:
             raise Unreproducible(f"container {name}: an envFrom source of an unknown kind")
     copied = tuple(var for var in env if (var.get("name") or "") in needed)
+    if len(copied) > limits.MAX_COPIED_ENV:
+        raise _too_many(name)
     return Requirement(name, tuple(env_from), copied)
+
+
+def _too_many(container: str) -> Unreproducible:
+    return Unreproducible(
+        f"container {container}: the subPathExpr depends on more than"
+        f" {limits.MAX_COPIED_ENV} env entries, the most the webhook copies"
+    )
 
 
 def _check_source(var: dict[str, Any], container: str) -> None:

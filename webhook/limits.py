@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook import podshape
+
 # kube-apiserver's own limit on a request body (`MaxRequestBodyBytes`, 3 MiB),
 # which bounds every object it can send us; larger bodies get HTTP 413.
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -29,6 +31,14 @@ MAX_VOLUMES = 256
 # 32 leaves room for subPaths and nested shares.
 MAX_STORAGE_MOUNTS = 32
 
+# Linux's PATH_MAX: a longer mount path cannot be mounted by any runtime.
+MAX_PATH_BYTES = 4096
+
+# The env entries an init container copies for a `subPathExpr`: the expression
+# names a variable or two (Dify's own containers have about seventy in all);
+# beyond 64 the copy would only grow the pod toward etcd's 1.5 MiB object limit.
+MAX_COPIED_ENV = 64
+
 # kube-apiserver keeps 4 KiB of warnings per response and truncates each one
 # to 256 characters beyond that (endpoints/filters/warning.go,
 # truncateAtTotalRunes); ten warnings of one line each fit.
@@ -37,8 +47,7 @@ MAX_WARNINGS = 10
 
 def exceeded(spec: dict[str, Any]) -> str | None:
     """Which container or volume limit the pod's spec exceeds, or None."""
-    kinds = ("containers", "initContainers", "ephemeralContainers")
-    containers = sum(len(spec.get(kind) or ()) for kind in kinds)
+    containers = sum(len(spec.get(kind) or ()) for kind in podshape.CONTAINER_KINDS)
     if containers > MAX_CONTAINERS:
         return f"{containers} containers, more than the {MAX_CONTAINERS} the webhook handles"
     volumes = len(spec.get("volumes") or ())

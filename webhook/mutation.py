@@ -128,6 +128,8 @@ class _Scan:
     """Containers mounting a storage path but running none of the rule's images."""
     root_images: list[tuple[str, str]] = field(default_factory=list)
     """(container, image) of counted containers whose image runs as root."""
+    too_large: str | None = None
+    """Why the scan stopped early: more storage mounts, or a longer path, than handled."""
 
 
 def mutate(
@@ -172,6 +174,8 @@ def mutate(
         if too_big is not None:
             return skip("pod-too-large", f"{where}: the pod has {too_big}", rule.name)
         scan = _scan(spec, rule)
+        if scan.too_large is not None:
+            return skip("pod-too-large", f"{where}: {scan.too_large}", rule.name)
         if not scan.mounts:
             paths = ", ".join(rule.mount_paths)
             if scan.unlisted:
@@ -211,13 +215,6 @@ def mutate(
                 " that has no problem",
                 rule.name,
             )
-        if len(scan.mounts) > limits.MAX_STORAGE_MOUNTS:
-            return skip(
-                "pod-too-large",
-                f"{where}: {len(scan.mounts)} mounts at or below {', '.join(rule.mount_paths)},"
-                f" more than the {limits.MAX_STORAGE_MOUNTS} the webhook handles",
-                rule.name,
-            )
         return _apply(pod, rule, scan.mounts, restricted=restricted, where=where)
     if passed:
         reason, message, rule_name = next(
@@ -233,7 +230,7 @@ def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
     A container's mount at a storage path is a root; its mounts below a root
     (an NFS share at `/app/api/storage/upload_files`) are fixed with it.
     Linear: each mount is normalized once and compared with at most the
-    rule's few storage paths.
+    rule's few storage paths; the scan stops at the first mount past a limit.
     """
     scan = _Scan()
     storage = rule.mount_path_set
@@ -259,6 +256,18 @@ def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
                 root = next((r for r in top if hostpaths.within(path, r)), None)
                 if root is None:
                     continue
+                if len(scan.mounts) == limits.MAX_STORAGE_MOUNTS:
+                    scan.too_large = (
+                        f"more than {limits.MAX_STORAGE_MOUNTS} mounts at or below"
+                        f" {', '.join(rule.mount_paths)}, the most the webhook handles"
+                    )
+                    return scan
+                if len(path) > limits.MAX_PATH_BYTES:
+                    scan.too_large = (
+                        f"container {name} mounts a path of {len(path)} bytes below the storage,"
+                        f" longer than PATH_MAX ({limits.MAX_PATH_BYTES})"
+                    )
+                    return scan
                 scan.mounts.append(
                     _Mount(
                         container=name,
@@ -495,7 +504,7 @@ def _free_name(spec: dict[str, Any], wanted: str) -> str:
     """
     taken = {
         container.get("name")
-        for kind in ("containers", "initContainers", "ephemeralContainers")
+        for kind in podshape.CONTAINER_KINDS
         for container in spec.get(kind) or ()
     }
     name = wanted

@@ -18,7 +18,8 @@ from webhook.errors import InvalidObject
 _CONTAINER_SC_INTS = ("runAsUser", "runAsGroup")
 _POD_SC_INTS = ("runAsUser", "runAsGroup", "fsGroup")
 _MAX_ID = 2_147_483_647  # kube-apiserver's bound on UIDs and GIDs (int32)
-_CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
+CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
+"""Every kind of container a pod has; kube-apiserver wants names unique across all."""
 
 
 def check_pod(pod: Any) -> None:
@@ -44,7 +45,7 @@ def check_pod(pod: Any) -> None:
         _ints(security, _POD_SC_INTS, "spec.securityContext")
         _optional(security, "runAsNonRoot", bool, "spec.securityContext.runAsNonRoot")
         _optional(security, "fsGroupChangePolicy", str, "spec.securityContext.fsGroupChangePolicy")
-    for field in _CONTAINER_KINDS:
+    for field in CONTAINER_KINDS:
         containers = _optional(spec, field, list, f"spec.{field}")
         for i, container in enumerate(containers or ()):
             _container(container, f"spec.{field}[{i}]")
