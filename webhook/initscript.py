@@ -23,8 +23,11 @@ text are the two integers of the policy.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 FLAG_FILE = ".init_permissions"
+# `$0` of the script: how an init container of ours is recognised.
+NAME = "volume-init"
 
 # Root needs CHOWN to give entries away and DAC_OVERRIDE to walk into
 # directories that only their (non-root) owner may read and to write the flag
@@ -93,4 +96,9 @@ def render(*, user: int, group: int) -> str:
 
 def command(*, user: int, group: int, directories: list[str]) -> list[str]:
     """The init container's `command`: `sh -c SCRIPT volume-init DIR...`."""
-    return ["sh", "-c", render(user=user, group=group), "volume-init", *directories]
+    return ["sh", "-c", render(user=user, group=group), NAME, *directories]
+
+
+def runs_script(command: Any) -> bool:
+    """`command` is one that `command()` made (whatever owner and directories)."""
+    return isinstance(command, list) and command[:2] == ["sh", "-c"] and command[3:4] == [NAME]

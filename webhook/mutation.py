@@ -35,9 +35,6 @@ INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
-# `$0` of the injected script: how an init container of ours is recognised
-# when the status annotation is gone.
-SCRIPT_NAME = "volume-init"
 
 # Volume types the kubelet always mounts read-only.
 _READ_ONLY_SOURCES = frozenset({"configMap", "secret", "projected", "downwardAPI", "image"})
@@ -322,12 +319,7 @@ def _injected(spec: dict[str, Any], annotations: dict[str, str]) -> str | None:
     present: set[str] = set()
     for container in spec.get("initContainers") or ():
         name = container.get("name") or ""
-        command = container.get("command")
-        if (
-            isinstance(command, list)
-            and command[:2] == ["sh", "-c"]
-            and command[3:4] == [SCRIPT_NAME]
-        ):
+        if initscript.runs_script(container.get("command")):
             return name
         present.add(name)
     status = annotations.get(STATUS_ANNOTATION)

@@ -1,0 +1,387 @@
+"""The edges of each rule that keeps a pod from being made worse, one small pod at a time.
+
+The golden pods show each class on a realistic Dify pod; these pin down the
+edges: which image references and tags count, which env entries a
+`subPathExpr` needs and in what order, which OS selections mean Windows,
+which host paths are node state, what an explicit null means, and when an
+init container is ours.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests import helpers
+from webhook import envexpand, hostpaths, images, mutation, policy
+from webhook.policy import Policy
+
+
+def api_pod() -> dict[str, Any]:
+    return copy.deepcopy(helpers.load_pod(helpers.PODS / "helm-api.yaml"))
+
+
+def decide(pod: dict[str, Any], p: Policy, **kwargs: Any) -> mutation.Decision:
+    return mutation.mutate(pod, p, namespace="dify", **kwargs)
+
+
+# -- images -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "repository", "tag", "digest"),
+    [
+        ("langgenius/dify-api:1.10.1", "langgenius/dify-api", "1.10.1", None),
+        ("registry:5000/langgenius/dify-api", "registry:5000/langgenius/dify-api", None, None),
+        ("r.io/a/b:v2@sha256:" + "f" * 64, "r.io/a/b", "v2", "sha256:" + "f" * 64),
+        ("busybox", "busybox", None, None),
+    ],
+)
+def test_image_references_split(
+    reference: str, repository: str, tag: str | None, digest: str | None
+) -> None:
+    assert images.parse(reference) == (repository, tag, digest)
+
+
+@pytest.mark.parametrize(
+    ("tag", "version"),
+    [
+        ("1.10.1", (1, 10, 1)),
+        ("v1.11.0", (1, 11, 0)),
+        ("1.10.1-fix.1", (1, 10, 1)),
+        ("1.10", (1, 10, 0)),
+        ("latest", None),
+        ("main-20261101", None),
+        ("110", None),
+    ],
+)
+def test_tag_versions(tag: str, version: tuple[int, int, int] | None) -> None:
+    assert images.parse_version(tag) == version
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        ("langgenius/dify-api:1.10.1", "injected"),
+        ("langgenius/dify-api:1.10.1-fix.1", "injected"),
+        ("langgenius/dify-api:v1.11.0", "injected"),
+        ("langgenius/dify-api:latest", "injected"),
+        ("langgenius/dify-api", "injected"),
+        ("langgenius/dify-api@sha256:" + "a" * 64, "injected"),
+        ("langgenius/dify-api:nightly", "injected"),
+        ("docker.io/langgenius/dify-api:1.11.1", "injected"),
+        ("mirror.example.com/hub/langgenius/dify-api:1.11.1", "injected"),
+        ("langgenius/dify-api:1.10.0", "image-runs-as-root"),
+        ("langgenius/dify-api:v0.15.3", "image-runs-as-root"),
+        ("langgenius/dify-api:1.9.2@sha256:" + "a" * 64, "image-runs-as-root"),
+        ("langgenius/dify-api-custom:1.11.1", "image-not-listed"),
+        ("other/langgenius-dify-api:1.11.1", "image-not-listed"),
+        ("langgenius/dify-web:1.11.1", "image-not-listed"),
+    ],
+)
+def test_the_images_guard(policy: Policy, image: str, reason: str) -> None:
+    pod = api_pod()
+    pod["spec"]["containers"][0]["image"] = image
+    assert decide(pod, policy).reason == reason
+
+
+def test_a_rule_without_images_counts_every_container(policy: Policy) -> None:
+    rule = policy.spec.rules[0].model_copy(update={"images": ()})
+    open_policy = policy.model_copy(
+        update={"spec": policy.spec.model_copy(update={"rules": (rule,)})}
+    )
+    pod = api_pod()
+    pod["spec"]["containers"][0]["image"] = "langgenius/dify-api:1.9.0"
+    assert decide(pod, open_policy).reason == "injected"
+
+
+def test_a_later_rule_with_its_images_can_take_the_pod() -> None:
+    text = policy.default_policy_text().replace("  rules:\n", "  rules:\n" + SITE_RULE, 1)
+    p = policy.parse_policy(text, source="p.yaml")
+    pod = api_pod()
+    pod["metadata"]["labels"] = {"app": "api"}
+    pod["spec"]["containers"][0]["image"] = "registry.corp/dify/api:2.0.0"
+    decision = decide(pod, p)
+    assert (decision.reason, decision.rule) == ("injected", "site-api")
+    pod["spec"]["containers"][0]["image"] = "nginx:1.27"
+    decision = decide(pod, p)
+    assert (decision.reason, decision.rule) == ("image-not-listed", "site-api")
+
+
+SITE_RULE = """\
+    - name: site-api
+      podSelectors: [{matchLabels: {app: api}}]
+      mountPaths: [/app/api/storage]
+      images: [{repository: dify/api, nonRootSince: "1.10.1"}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("{repository: langgenius/dify-api, nonRootSince: 1.10}", "quote the version"),
+        ("{repository: langgenius/dify-api, nonRootSince: soon}", "is not a version"),
+        ("{repository: 'langgenius/dify-api:1.10.1'}", "is not an image repository"),
+        ("{repository: LangGenius/Dify-API}", "is not an image repository"),
+        ("{nonRootSince: 1.10.1}", "repository: required field is missing"),
+    ],
+)
+def test_images_entries_are_validated(entry: str, error: str) -> None:
+    text = policy.default_policy_text()
+    start = text.index("      images:")
+    errors = policy.policy_errors(text[:start] + f"      images: [{entry}]\n", source="p.yaml")
+    assert errors and error in errors[0], errors
+
+
+# -- subPathExpr ----------------------------------------------------------------
+
+
+def test_env_closure_follows_references_in_order() -> None:
+    env = [
+        {"name": "A", "value": "$(B)-a"},  # B is not yet defined here: stays literal
+        {"name": "B", "value": "b"},
+        {"name": "UNUSED", "value": "$(B)"},
+        {"name": "C", "value": "$(A)/$(B)"},
+        {"name": "A", "value": "again"},
+        {"name": "D", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+    ]
+    got = envexpand.requirement({}, env, ["x/$(C)"], name="api")
+    assert [v["name"] for v in got.env] == ["A", "B", "C", "A"]
+    assert got.env == (env[0], env[1], env[3], env[4])
+
+
+@pytest.mark.parametrize(
+    ("value_from", "reproducible"),
+    [
+        ({"fieldRef": {"fieldPath": "metadata.name"}}, True),
+        ({"configMapKeyRef": {"name": "c", "key": "k"}}, True),
+        ({"secretKeyRef": {"name": "s", "key": "k"}}, True),
+        ({"resourceFieldRef": {"containerName": "api", "resource": "limits.cpu"}}, True),
+        ({"resourceFieldRef": {"resource": "limits.cpu"}}, False),
+        ({"fileKeyRef": {"volumeName": "v", "path": "p", "key": "k"}}, False),
+        ({"somethingNew": {}}, False),
+    ],
+)
+def test_which_env_sources_an_init_container_resolves_alike(
+    policy: Policy, value_from: dict[str, Any], reproducible: bool
+) -> None:
+    pod = api_pod()
+    container = pod["spec"]["containers"][0]
+    container["env"] = [{"name": "X", "valueFrom": value_from}]
+    container["volumeMounts"][0]["subPathExpr"] = "data/$(X)"
+    decision = decide(pod, policy)
+    assert decision.reason == ("injected" if reproducible else "subpath-expr-unresolvable")
+    if reproducible:
+        assert decision.pod["spec"]["initContainers"][0]["env"] == container["env"]
+
+
+def test_two_containers_must_agree_on_the_variables_they_share(policy: Policy) -> None:
+    pod = api_pod()
+    worker = copy.deepcopy(pod["spec"]["containers"][0])
+    worker["name"] = "worker"
+    pod["spec"]["containers"].append(worker)
+    for container, value in zip(pod["spec"]["containers"], ("a", "a"), strict=True):
+        container["env"] = [{"name": "DIR", "value": value}]
+        container["volumeMounts"][0]["subPathExpr"] = "$(DIR)"
+    assert decide(pod, policy).reason == "injected"
+    worker["env"][0]["value"] = "b"
+    decision = decide(pod, policy)
+    assert decision.reason == "subpath-expr-unresolvable"
+    assert "define DIR differently" in decision.message
+    worker["env"][0]["value"] = "a"
+    worker["envFrom"] = [{"configMapRef": {"name": "other"}}]
+    assert "different envFrom" in decide(pod, policy).message
+
+
+def test_restricted_mode_needs_no_init_container_env(policy: Policy) -> None:
+    pod = helpers.load_pod(helpers.PODS / "subpathexpr-resourcefieldref.yaml")
+    assert decide(pod, policy, restricted=True).reason == "restricted"
+
+
+# -- names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["initContainers", "containers", "ephemeralContainers"])
+def test_the_init_container_name_is_unique_across_every_kind(policy: Policy, kind: str) -> None:
+    pod = api_pod()
+    pod["spec"].setdefault(kind, []).append({"name": "volume-permissions", "image": "x:1"})
+    decision = decide(pod, policy)
+    assert decision.reason == "injected"
+    init = decision.pod["spec"]["initContainers"][0]
+    assert init["name"] == "volume-permissions-2"
+    assert (
+        '"initContainer":"volume-permissions-2"'
+        in (decision.pod["metadata"]["annotations"][mutation.STATUS_ANNOTATION])
+    )
+    assert decide(decision.pod, policy).reason == "already-injected"
+
+
+def test_a_long_configured_name_stays_a_dns_label(policy: Policy) -> None:
+    long_name = "v" * 63
+    rule = policy.spec.rules[0]
+    named = rule.model_copy(
+        update={"init_container": rule.init_container.model_copy(update={"name": long_name})}
+    )
+    p = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (named,)})})
+    pod = api_pod()
+    pod["spec"]["containers"].append({"name": long_name, "image": "x:1"})
+    init = decide(pod, p).pod["spec"]["initContainers"][0]
+    assert init["name"] == "v" * 61 + "-2"
+
+
+def test_ours_is_recognised_by_its_script_when_the_annotation_is_gone(policy: Policy) -> None:
+    patched = decide(api_pod(), policy).pod
+    del patched["metadata"]["annotations"][mutation.STATUS_ANNOTATION]
+    again = decide(patched, policy)
+    assert again.reason == "already-injected"
+    assert again.patch == []
+
+
+# -- Windows --------------------------------------------------------------------
+
+
+def required_terms(*terms: list[dict[str, Any]]) -> dict[str, Any]:
+    """`spec.affinity` requiring one of `terms` (each a list of matchExpressions)."""
+    selector = {"nodeSelectorTerms": [{"matchExpressions": t} for t in terms]}
+    return {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": selector}}
+    }
+
+
+def os_is(operator: str, *values: str) -> dict[str, Any]:
+    return {"key": "kubernetes.io/os", "operator": operator, "values": list(values)}
+
+
+WINDOWS_CASES = [
+    ({"nodeSelector": {"kubernetes.io/os": "windows"}}, True),
+    ({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}, True),
+    ({"nodeSelector": {"kubernetes.io/os": "linux"}}, False),
+    (required_terms([os_is("In", "windows")]), True),
+    (required_terms([os_is("NotIn", "linux")]), True),
+    (required_terms([os_is("In", "windows"), os_is("In", "windows")]), True),
+    (required_terms([os_is("In", "linux", "windows")]), False),
+    # a second term allows Linux nodes
+    (
+        required_terms(
+            [os_is("In", "windows")], [{"key": "zone", "operator": "In", "values": ["a"]}]
+        ),
+        False,
+    ),
+    (required_terms([{"key": "kubernetes.io/os", "operator": "Exists"}]), False),
+]
+
+
+@pytest.mark.parametrize(("scheduling", "windows"), WINDOWS_CASES)
+def test_windows_pods_by_node_selection(
+    policy: Policy, scheduling: dict[str, Any], windows: bool
+) -> None:
+    pod = api_pod()
+    pod["spec"].update(scheduling)
+    assert (decide(pod, policy).reason == "windows-pod") is windows
+
+
+# -- host paths -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/lib/containers/storage",
+        "/var/lib/etcd",
+        "/var/lib/rancher/k3s/storage/dify",
+        "/var/lib/cni/networks",
+        "/opt/cni/bin",
+        "/var/lib/kube-proxy",
+        "/var/lib/calico",
+        "/var/lib/cilium/bpffs",
+        "/opt",  # contains /opt/cni
+        "/var/lib/../lib/etcd/",
+    ],
+)
+def test_node_state_is_never_chowned(path: str) -> None:
+    assert hostpaths.refusal(path) is not None
+
+
+def test_a_policy_adds_forbidden_prefixes_but_cannot_remove_the_built_in_ones() -> None:
+    text = policy.default_policy_text().replace(
+        "forbiddenHostPathPrefixes: []", "forbiddenHostPathPrefixes: [/srv/shared]"
+    )
+    p = policy.parse_policy(text, source="p.yaml")
+    pod = helpers.load_pod(helpers.PODS / "plain-api-hostpath.yaml")
+    for path, outcome in (
+        ("/srv/shared/dify", "denied"),
+        ("/srv/dify", "injected"),
+        ("/var/lib/etcd/dify", "denied"),
+    ):
+        pod["spec"]["volumes"][0]["hostPath"]["path"] = path
+        assert decide(pod, p).outcome == outcome, path
+
+
+def test_forbidden_prefixes_are_validated() -> None:
+    text = policy.default_policy_text().replace(
+        "forbiddenHostPathPrefixes: []", "forbiddenHostPathPrefixes: [srv]"
+    )
+    (error,) = policy.policy_errors(text, source="p.yaml")
+    assert "forbiddenHostPathPrefixes[0]" in error and "absolute path" in error
+
+
+# -- read-only and nulls ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"persistentVolumeClaim": {"claimName": "d", "readOnly": True}},
+        {"nfs": {"server": "n", "path": "/e", "readOnly": True}},
+        {"csi": {"driver": "d", "readOnly": True}},
+        {"iscsi": {"targetPortal": "t", "iqn": "i", "lun": 0, "readOnly": True}},
+        {"cephfs": {"monitors": ["m"], "readOnly": True}},
+        {"azureFile": {"secretName": "s", "shareName": "x", "readOnly": True}},
+        {"image": {"reference": "seed:1"}},
+        {"secret": {"secretName": "s"}},
+        {"projected": {"sources": []}},
+        {"downwardAPI": {"items": []}},
+    ],
+)
+def test_read_only_sources_are_left_alone(policy: Policy, source: dict[str, Any]) -> None:
+    pod = api_pod()
+    pod["spec"]["volumes"] = [{"name": "app-data", **source}]
+    decision = decide(pod, policy)
+    assert (decision.outcome, decision.reason) == ("skipped", "read-only-storage")
+    assert decision.warnings[0].startswith("not injected: ")
+
+
+def test_one_read_write_mount_of_a_volume_is_enough(policy: Policy) -> None:
+    pod = api_pod()
+    beat = copy.deepcopy(pod["spec"]["containers"][0])
+    beat["name"] = "beat"
+    beat["volumeMounts"][0]["readOnly"] = True
+    pod["spec"]["containers"].append(beat)
+    decision = decide(pod, policy)
+    assert decision.reason == "injected"
+    init = decision.pod["spec"]["initContainers"][0]
+    assert all(not m.get("readOnly") for m in init["volumeMounts"])
+
+
+def test_an_explicit_null_is_unset(policy: Policy) -> None:
+    pod = api_pod()
+    pod["spec"]["securityContext"] = {"runAsUser": 0, "runAsNonRoot": None}
+    pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": None, "runAsNonRoot": None}
+    decision = decide(pod, policy)
+    assert "container api: runAsUser is 0 (set on the pod), the policy wants 1001: left as is" in (
+        decision.warnings
+    )
+    container = decision.pod["spec"]["containers"][0]["securityContext"]
+    assert container["runAsNonRoot"] is None, "runAsNonRoot would stop a UID 0 container"
+
+
+def test_messages_name_the_policy_owner_not_a_constant(policy: Policy) -> None:
+    rule = policy.spec.rules[0].model_copy(update={"user": 2500, "group": 2600})
+    p = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
+    pod = api_pod()
+    pod["spec"]["securityContext"] = {"runAsUser": 0}
+    decision = decide(pod, p)
+    text = " ".join([decision.message, *decision.warnings])
+    assert "2500" in text and "1001" not in text
