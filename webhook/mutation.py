@@ -123,8 +123,8 @@ class _Scan:
     mounts: list[_Mount] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)
     """Containers mounting a storage path but running none of the rule's images."""
-    root_images: list[tuple[str, str]] = field(default_factory=list)
-    """(container, image) of counted containers whose image runs as root."""
+    root_images: list[tuple[str, str, str]] = field(default_factory=list)
+    """(container, image, nonRootSince) of counted containers whose image runs as root."""
     too_large: str | None = None
     """Why the scan stopped early: more storage mounts, or a longer path, than handled."""
 
@@ -204,12 +204,12 @@ def mutate(
                 "already-injected", f"already injected: init container {ours} is present", rule.name
             )
         if scan.root_images:
-            container, image = scan.root_images[0]
+            container, image, since = scan.root_images[0]
             return skip(
                 "image-runs-as-root",
-                f"{where}: container {container} runs {image}, older than the version from"
-                " which the image runs as non-root; forcing a user onto it would change an app"
-                " that has no problem",
+                f"{where}: container {container} runs {image}, older than {since}, from which"
+                " the image runs as non-root; forcing a user onto it would change an app that"
+                " has no problem",
                 rule.name,
             )
         return _apply(pod, rule, scan.mounts, restricted=restricted, where=where)
@@ -246,7 +246,7 @@ def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
                     scan.unlisted.append(name)
                     continue
                 if entry.runs_as_root(image):
-                    scan.root_images.append((name, image))
+                    scan.root_images.append((name, image, str(entry.non_root_since)))
             # A storage path below another one of the same container is nested in it.
             top = [r for r in roots if not any(r != o and hostpaths.within(r, o) for o in roots)]
             for mount, path in zip(entries, paths, strict=True):
