@@ -22,7 +22,7 @@ second call on its own output (reinvocation) yields no patch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -95,13 +95,12 @@ class Decision:
         object.__setattr__(self, "warnings", limits.capped(self.warnings))
 
 
-@dataclass(frozen=True)
-class _Mount:
+class _Mount(NamedTuple):
     """One mount at or below a storage path, by a container that counts."""
 
     container: str
     kind: str  # "containers" or "initContainers"
-    index: int
+    position: int  # in its list of containers
     path: str  # normalized mountPath
     mount_path: str  # as written
     volume: str
@@ -269,7 +268,7 @@ def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
                     _Mount(
                         container=name,
                         kind=kind,
-                        index=index,
+                        position=index,
                         path=path,
                         mount_path=mount["mountPath"],
                         volume=mount["name"],
@@ -514,8 +513,8 @@ def _subpath_env(spec: dict[str, Any], mounts: list[_Mount]) -> tuple[list[Any],
     names: dict[tuple[str, int], str] = {}
     for mount in mounts:
         if mount.sub_path_expr:
-            expressions.setdefault((mount.kind, mount.index), []).append(mount.sub_path_expr)
-            names[(mount.kind, mount.index)] = mount.container
+            expressions.setdefault((mount.kind, mount.position), []).append(mount.sub_path_expr)
+            names[(mount.kind, mount.position)] = mount.container
     requirements = []
     for (kind, index), texts in expressions.items():
         container = spec[kind][index]
@@ -541,14 +540,14 @@ def _directories(mounts: list[_Mount]) -> list[tuple[str, _Mount]]:
     slots: dict[tuple[str, int, str, str], int] = {}
     for mount in mounts:
         relative = mount.path[len(mount.root) :].lstrip("/")
-        place = (mount.kind, mount.index, mount.root, relative)
+        place = (mount.kind, mount.position, mount.root, relative)
         slot = slots.get(place, 0)
         slots[place] = slot + 1
-        by_container.setdefault((mount.kind, mount.index, mount.root, slot), []).append(
+        by_container.setdefault((mount.kind, mount.position, mount.root, slot), []).append(
             (relative, mount)
         )
     for (_, _, root, _), entries in by_container.items():
-        shape = (root, *sorted({(rel, *m.key) for rel, m in entries}, key=repr))
+        shape = (root, frozenset((rel, *m.key) for rel, m in entries))
         trees.setdefault(shape, (root, entries))
     used: set[str] = set()
     above_used: set[str] = set()
@@ -644,10 +643,10 @@ def _security_context(
 
     done: set[int] = set()
     for mount in mounts:
-        if mount.kind != "containers" or mount.index in done:
+        if mount.kind != "containers" or mount.position in done:
             continue
-        done.add(mount.index)
-        path = ("spec", "containers", mount.index, "securityContext")
+        done.add(mount.position)
+        path = ("spec", "containers", mount.position, "securityContext")
         sc: dict[str, Any] = builder.get(path) or {}
         wanted: dict[str, Any] = {}
         effective: dict[str, Any] = {}

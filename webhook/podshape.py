@@ -11,6 +11,7 @@ through untouched and unseen, as kube-apiserver will validate it anyway.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from webhook.errors import InvalidObject
@@ -46,14 +47,9 @@ def check_pod(pod: Any) -> None:
         _optional(security, "runAsNonRoot", bool, "spec.securityContext.runAsNonRoot")
         _optional(security, "fsGroupChangePolicy", str, "spec.securityContext.fsGroupChangePolicy")
     for field in CONTAINER_KINDS:
-        containers = _optional(spec, field, list, f"spec.{field}")
-        for i, container in enumerate(containers or ()):
-            _container(container, f"spec.{field}[{i}]")
-    volumes = _optional(spec, "volumes", list, "spec.volumes")
-    for i, volume in enumerate(volumes or ()):
-        where = f"spec.volumes[{i}]"
-        if not isinstance(volume, dict):
-            raise InvalidObject(f"{where}: expected a mapping, got {_kind(volume)}")
+        for container, where in _mappings(spec, field, f"spec.{field}"):
+            _container(container, where)
+    for volume, where in _mappings(spec, "volumes", "spec.volumes"):
         _required(volume, "name", str, f"{where}.name")
         host_path = _optional(volume, "hostPath", dict, f"{where}.hostPath")
         if host_path is not None:
@@ -77,19 +73,13 @@ def required_node_terms(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def _node_affinity(spec: dict[str, Any]) -> None:
     where = "spec.affinity"
     affinity = _optional(spec, "affinity", dict, where)
-    node = _optional(affinity or {}, "nodeAffinity", dict, f"{where}.nodeAffinity")
+    if affinity is None:
+        return
+    node = _optional(affinity, "nodeAffinity", dict, f"{where}.nodeAffinity")
     where += ".nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
     required = _optional(node or {}, "requiredDuringSchedulingIgnoredDuringExecution", dict, where)
-    terms = _optional(required or {}, "nodeSelectorTerms", list, f"{where}.nodeSelectorTerms")
-    for i, term in enumerate(terms or ()):
-        at = f"{where}.nodeSelectorTerms[{i}]"
-        if not isinstance(term, dict):
-            raise InvalidObject(f"{at}: expected a mapping, got {_kind(term)}")
-        expressions = _optional(term, "matchExpressions", list, f"{at}.matchExpressions")
-        for j, expression in enumerate(expressions or ()):
-            ex = f"{at}.matchExpressions[{j}]"
-            if not isinstance(expression, dict):
-                raise InvalidObject(f"{ex}: expected a mapping, got {_kind(expression)}")
+    for term, at in _mappings(required or {}, "nodeSelectorTerms", f"{where}.nodeSelectorTerms"):
+        for expression, ex in _mappings(term, "matchExpressions", f"{at}.matchExpressions"):
             _optional(expression, "key", str, f"{ex}.key")
             _optional(expression, "operator", str, f"{ex}.operator")
             values = _optional(expression, "values", list, f"{ex}.values")
@@ -98,16 +88,10 @@ def _node_affinity(spec: dict[str, Any]) -> None:
                     raise InvalidObject(f"{ex}.values[{k}]: expected a string, got {_kind(value)}")
 
 
-def _container(container: Any, where: str) -> None:
-    if not isinstance(container, dict):
-        raise InvalidObject(f"{where}: expected a mapping, got {_kind(container)}")
+def _container(container: dict[str, Any], where: str) -> None:
     _optional(container, "name", str, f"{where}.name")
     _optional(container, "image", str, f"{where}.image")
-    mounts = _optional(container, "volumeMounts", list, f"{where}.volumeMounts")
-    for j, mount in enumerate(mounts or ()):
-        at = f"{where}.volumeMounts[{j}]"
-        if not isinstance(mount, dict):
-            raise InvalidObject(f"{at}: expected a mapping, got {_kind(mount)}")
+    for mount, at in _mappings(container, "volumeMounts", f"{where}.volumeMounts"):
         _required(mount, "name", str, f"{at}.name")
         _required(mount, "mountPath", str, f"{at}.mountPath")
         _optional(mount, "subPath", str, f"{at}.subPath")
@@ -125,14 +109,22 @@ def check_env(container: dict[str, Any], where: str) -> list[dict[str, Any]]:
     NB: not part of `check_pod`: Dify pods carry about seventy variables, and
     checking them on every admission would cost more than the admission.
     """
-    env = _optional(container, "env", list, f"{where}.env")
-    for j, var in enumerate(env or ()):
-        if not isinstance(var, dict):
-            raise InvalidObject(f"{where}.env[{j}]: expected a mapping, got {_kind(var)}")
-        _optional(var, "name", str, f"{where}.env[{j}].name")
-        _optional(var, "value", str, f"{where}.env[{j}].value")
-        _optional(var, "valueFrom", dict, f"{where}.env[{j}].valueFrom")
-    return env or []
+    for var, at in _mappings(container, "env", f"{where}.env"):
+        _optional(var, "name", str, f"{at}.name")
+        _optional(var, "value", str, f"{at}.value")
+        _optional(var, "valueFrom", dict, f"{at}.valueFrom")
+    env: list[dict[str, Any]] = container.get("env") or []
+    return env
+
+
+def _mappings(parent: dict[str, Any], key: str, where: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each entry of the list `parent[key]` (absent: none), which must be a mapping,
+    with its path for messages."""
+    for i, item in enumerate(_optional(parent, key, list, where) or ()):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidObject(f"{at}: expected a mapping, got {_kind(item)}")
+        yield item, at
 
 
 def _kind(value: Any) -> str:
