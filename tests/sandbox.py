@@ -20,21 +20,28 @@ from typing import Any
 _SETUP = r"""
 set -eu
 root=$1; caps=$2; shift 2
+envs=()
+while [ "$1" != "--env-end" ]; do envs+=("$1"); shift; done
+shift
 binds=()
-while [ "$1" != "--" ]; do binds+=("$1" "$2"); shift 2; done
+while [ "$1" != "--" ]; do binds+=("$1" "$2" "$3"); shift 3; done
 shift
 mount --bind "$root" "$root"
 mount -o remount,bind,ro "$root"
 mount --bind /usr "$root/usr"
 mount -o remount,bind,ro "$root/usr"
 mount --bind /dev/null "$root/dev/null"  # a runtime gives every container /dev/null
-for ((i = 0; i < ${#binds[@]}; i += 2)); do
+mount -t proc proc "$root/proc"  # and /proc
+for ((i = 0; i < ${#binds[@]}; i += 3)); do
   # A mount below another lands inside that volume: create its mount point
   # there, as the runtime does (a no-op for the rest, made in the rootfs).
   mkdir -p "$root${binds[i+1]}"
-  mount --bind "${binds[i]}" "$root${binds[i+1]}"
+  mount --rbind "${binds[i]}" "$root${binds[i+1]}"  # runc binds recursively
+  if [ "${binds[i+2]}" = ro ]; then
+    mount -o remount,bind,ro "$root${binds[i+1]}"
+  fi
 done
-exec chroot "$root" /usr/bin/env -i PATH=/bin \
+exec chroot "$root" /usr/bin/env -i PATH=/bin "${envs[@]}" \
   /usr/bin/setpriv --bounding-set="$caps" --inh-caps=-all --no-new-privs -- "$@"
 """
 
@@ -69,13 +76,21 @@ def run_container(
     workdir: Path,
     *,
     caps: str | None = None,
+    read_only: frozenset[str] = frozenset(),
+    mounts: tuple[tuple[Path, str, bool], ...] = (),
     timeout: float = 120,
 ) -> Result:
-    """Run `container` (as found in a patch) with each named volume backed by a directory."""
+    """Run `container` (as found in a patch) with each named volume backed by a directory.
+
+    `read_only` names volumes mounted read-only; `mounts` are further
+    (source, container path, read-only) bind mounts made after the volumes, so
+    they can land inside one (a same-filesystem bind, a snapshot share). The
+    container's plain `env` values are set; others are not resolved here.
+    """
     rootfs = workdir / "rootfs"
     if rootfs.exists():
         shutil.rmtree(rootfs)
-    for sub in ("usr", "bin", "dev"):
+    for sub in ("usr", "bin", "dev", "proc"):
         (rootfs / sub).mkdir(parents=True)
     (rootfs / "dev" / "null").touch()
     (rootfs / "lib").symlink_to("usr/lib")
@@ -89,7 +104,10 @@ def run_container(
             source.mkdir(parents=True, exist_ok=True)
         target = rootfs / mount["mountPath"].lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
-        binds += [str(source), mount["mountPath"]]
+        binds += [str(source), mount["mountPath"], "ro" if mount["name"] in read_only else "rw"]
+    for source, target, ro in mounts:
+        binds += [str(source), target, "ro" if ro else "rw"]
+    envs = [f"{e['name']}={e['value']}" for e in container.get("env") or () if "value" in e]
     bounding = caps if caps is not None else capability_set(container)
     argv = [
         "unshare",
@@ -103,6 +121,8 @@ def run_container(
         "setup",
         str(rootfs),
         bounding,
+        *envs,
+        "--env-end",
         *binds,
         "--",
         *container["command"],

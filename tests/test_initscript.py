@@ -7,7 +7,12 @@ them (see tests/sandbox.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +171,7 @@ def test_without_chown_capability_it_fails_and_says_why(
     storage, _ = volume
     result = run_api_init(policy, storage, tmp_path, caps="-all,+dac_override")
     assert result.returncode != 0
-    assert "cannot change the owner of '/app/api/storage" in result.stderr
+    assert "cannot change the owner of the volume root to 1001:1001" in result.stderr
     assert "root_squash" in result.stderr
     assert not (storage / ".init_permissions").exists()
     assert result.stderr.count("Operation not permitted") <= 3, "errors must stay readable"
@@ -193,7 +198,10 @@ def test_hard_links_are_left_alone(policy: Policy, tmp_path: Path) -> None:
     result = run_api_init(policy, storage, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (outside.stat().st_uid, outside.stat().st_gid) == (0, 0)
-    assert "innocent-looking: has other hard links, left alone" in result.stderr
+    assert (
+        "1 files have a hard link outside the volume (changing them would change the other"
+        " names too), left alone, e.g. /app/api/storage/innocent-looking"
+    ) in result.stderr
     assert os.lstat(storage / "plain").st_uid == 1001
     assert os.lstat(storage).st_uid == 1001
 
@@ -215,7 +223,8 @@ def test_odd_mount_paths_reach_the_script_as_data(policy: Policy, tmp_path: Path
     (storage / "f").write_text("x")
     result = sandbox.run_container(init, {"app-data": storage}, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"volume-init: {ODD_PATH}: changed the owner of 2 entries" in result.stdout
+    shown = ODD_PATH.replace("\n", "\\n")  # printed escaped, whole
+    assert f"volume-init: {shown}: changed the owner of 2 entries" in result.stdout
     assert set(owners(storage).values()) == {(1001, 1001)}
     assert not any(p.name in ("pwned", "pwned2") for p in tmp_path.rglob("*"))
 
@@ -277,3 +286,311 @@ def test_storage_mounted_below_the_storage_path_is_fixed_too(
     assert set(found.values()) == {(1001, 1001)}
     assert (uploads / ".init_permissions").read_text() == "1001:1001\n"
     assert (storage / ".init_permissions").read_text() == "1001:1001\n"
+
+
+# -- Outcomes: never a false failure, never a false success, never outside ---------
+# Each test below but one failed on the script before the xargs/mountinfo rework
+# (commit 700ba49's), run the same way; its docstring says how.
+
+
+def many_files(root: Path, count: int, *, per_dir: int = 250) -> list[Path]:
+    """`count` root-owned files in directories of `per_dir`, made quickly."""
+    made = []
+    for i in range(count):
+        directory = root / f"d{i // per_dir:04d}"
+        if i % per_dir == 0:
+            directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"f{i:06d}"
+        path.write_bytes(b"")
+        made.append(path)
+    return made
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[list[Path]]:
+    """Files the test makes immutable; made mutable again afterwards, for the cleanup."""
+    marked: list[Path] = []
+    yield marked
+    for path in marked:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_a_failed_chown_in_any_batch_fails_the_run_with_an_exact_count(
+    policy: Policy, tmp_path: Path, immutable: list[Path]
+) -> None:
+    """Before: the status of `find -exec {} +` decided, which busybox builds that split
+    the list into batches take from the last batch only (an earlier failure passed
+    silently); busybox 1.35 here runs one batch, and the run failed blaming root_squash
+    and cutting the name at its newline. Now xargs makes ~35 batches of this tree and
+    every one reports: the failure, its cause, the whole name, the exact count."""
+    storage = tmp_path / "volume"
+    files = many_files(storage, 20_000)
+    stuck = files[len(files) // 3]
+    stuck.rename(stuck.with_name("stuck\nname"))
+    stuck = stuck.with_name("stuck\nname")
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    immutable.append(stuck)
+    result = run_api_init(policy, storage, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not (storage / ".init_permissions").exists()
+    first = f"/app/api/storage/{stuck.parent.name}/stuck\\nname"
+    assert f"could not change the owner of 1 entries to 1001:1001; first: {first}" in (
+        result.stderr
+    )
+    assert "Operation not permitted (root can change owners elsewhere" in result.stderr
+    assert "root_squash" not in result.stderr
+    wrong = {k: v for k, v in owners(storage).items() if v != (1001, 1001)}
+    assert wrong == {str(stuck.relative_to(storage)): (0, 0)}, "the rest is fixed"
+
+
+def test_the_count_is_exact(policy: Policy, tmp_path: Path) -> None:
+    """The count is summed from every batch's record (this one passed before too: it
+    guards the sum, where the test above guards a batch that failed)."""
+    storage = tmp_path / "volume"
+    many_files(storage, 5_000)
+    os.chown(storage / "d0003", 1001, 1001)  # already right: not counted
+    result = run_api_init(policy, storage, tmp_path)
+    assert result.returncode == 0, result.stderr
+    # 5,000 files, 20 directories but one, and the volume root
+    assert "changed the owner of 5020 entries to 1001:1001" in result.stdout
+
+
+def test_a_bind_mount_inside_the_volume_is_not_crossed(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: -xdev compares st_dev, which a bind mount from the same filesystem
+    shares, so everything behind the bind mount was given away."""
+    storage, _ = volume
+    node = tmp_path / "node-etc"
+    (node / "ssh").mkdir(parents=True)
+    (node / "ssh" / "ssh_host_key").write_text("secret")
+    (node / "passwd").write_text("root:x:0:0")
+    before = ctimes(node)
+    before_owners = owners(node)
+    init = injected_container(policy, "helm-api.yaml")
+    mounts = ((node, "/app/api/storage/escape", False),)
+    result = sandbox.run_container(init, {"app-data": storage}, tmp_path, mounts=mounts)
+    assert result.returncode == 0, result.stderr
+    assert owners(node) == before_owners
+    assert ctimes(node) == before, "not even a no-op chown behind the mount"
+    fixed = owners(storage)
+    assert fixed.pop("escape") == (0, 0), "the mount point is the node's directory"
+    assert set(fixed.values()) == {(1001, 1001)}
+
+
+def test_a_read_only_mount_inside_the_volume_is_left_alone(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: chown failed on the read-only snapshot with EROFS, and the run failed
+    with the root_squash explanation."""
+    storage, _ = volume
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "hourly.0").mkdir(parents=True)
+    (snapshot / "hourly.0" / "report.pdf").write_text("old")
+    init = injected_container(policy, "helm-api.yaml")
+    mounts = ((snapshot, "/app/api/storage/archive", True),)
+    result = sandbox.run_container(init, {"app-data": storage}, tmp_path, mounts=mounts)
+    assert result.returncode == 0, result.stderr
+    assert set(owners(snapshot).values()) == {(0, 0)}
+    assert (storage / ".init_permissions").exists()
+
+
+def test_snapshot_directories_and_lost_found_are_left_alone(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: `.snapshot` and `lost+found` were walked and chowned like the rest."""
+    storage, _ = volume
+    (storage / ".snapshot" / "nightly").mkdir(parents=True)
+    (storage / "lost+found").mkdir()
+    (storage / "upload_files" / "lost+found").mkdir()
+    result = run_api_init(policy, storage, tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = owners(storage)
+    assert found.pop(".snapshot") == found.pop(".snapshot/nightly") == (0, 0)
+    assert found.pop("lost+found") == (0, 0)
+    assert set(found.values()) == {(1001, 1001)}, "only the root's lost+found is special"
+
+
+def test_a_read_only_volume_already_owned_right_is_success(policy: Policy, tmp_path: Path) -> None:
+    """Before: with no flag it walked, then failed to write the flag: exit 1."""
+    storage = tmp_path / "volume"
+    (storage / "privkeys").mkdir(parents=True)
+    for path in (storage, storage / "privkeys"):
+        os.chown(path, 1001, 1001)
+    init = injected_container(policy, "helm-api.yaml")
+    result = sandbox.run_container(
+        init, {"app-data": storage}, tmp_path, read_only=frozenset({"app-data"})
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a read-only file system, already owned by 1001:1001" in result.stdout
+
+
+def test_a_read_only_volume_is_never_called_root_squash(policy: Policy, tmp_path: Path) -> None:
+    """Before: EROFS on the root produced the root_squash explanation, exit 1."""
+    storage = tmp_path / "volume"
+    storage.mkdir()
+    init = injected_container(policy, "helm-api.yaml")
+    result = sandbox.run_container(
+        init, {"app-data": storage}, tmp_path, read_only=frozenset({"app-data"})
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a read-only file system owned by 0:0, not 1001:1001: left as it is" in result.stderr
+    assert "root_squash" not in result.stderr
+
+
+def test_entries_that_vanish_meanwhile_are_not_failure(policy: Policy, tmp_path: Path) -> None:
+    """Before: a file deleted between find and chown failed its batch, and the run
+    (when it was the last batch) or the count. Ten runs against a writer that keeps
+    creating and deleting files, as an older pod on a shared volume does."""
+    storage = tmp_path / "volume"
+    many_files(storage, 3_000)
+    churn = storage / "churn"
+    churn.mkdir()
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            for j in range(50):
+                (churn / f"tmp-{i}-{j}").write_bytes(b"x")
+            for j in range(50):
+                (churn / f"tmp-{i}-{j}").unlink()
+            sub = churn / f"dir-{i}"
+            sub.mkdir()
+            (sub / "f").write_bytes(b"x")
+            (sub / "f").unlink()
+            sub.rmdir()
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for run in range(10):
+            subprocess.run(["chown", "-R", "0:0", str(storage)], check=False)
+            (storage / ".init_permissions").unlink(missing_ok=True)
+            result = run_api_init(policy, storage, tmp_path)
+            assert result.returncode == 0, f"run {run}: {result.stderr}"
+    finally:
+        stop.set()
+        thread.join()
+    stable = {k: v for k, v in owners(storage).items() if not k.startswith("churn/")}
+    assert set(stable.values()) == {(1001, 1001)}
+
+
+def test_a_flag_path_that_is_a_directory_is_a_warning(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: `rm -f` could not remove the directory: exit 1 after fixing everything."""
+    storage, _ = volume
+    (storage / ".init_permissions").mkdir()
+    result = run_api_init(policy, storage, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "is a directory; the next start walks the volume again" in result.stderr
+    assert set(owners(storage).values()) == {(1001, 1001)}
+
+
+def test_a_flag_root_may_not_write_is_a_warning(policy: Policy, tmp_path: Path) -> None:
+    """Before: exit 1. As on a root_squash export that was chowned on the server (the
+    script's own advice): the tree is right, but root may not create the flag."""
+    storage = tmp_path / "volume"
+    (storage / "privkeys").mkdir(parents=True)
+    for path in (storage, storage / "privkeys"):
+        os.chown(path, 1001, 1001)
+    result = run_api_init(policy, storage, tmp_path, caps="-all,+chown")
+    assert result.returncode == 0, result.stderr
+    assert "the flag file could not be written: Permission denied" in result.stderr
+    assert sorted(p.name for p in storage.iterdir()) == ["privkeys"], "nothing left behind"
+
+
+def test_a_full_disk_leaves_no_flag_behind(policy: Policy, tmp_path: Path) -> None:
+    """Before: the flag was removed, then written empty and root-owned, exit 1."""
+    image = tmp_path / "small.ext4"
+    storage = tmp_path / "volume"
+    storage.mkdir()
+    subprocess.run(["truncate", "-s", "4M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(storage)], check=True)
+    try:
+        (storage / "data").mkdir()
+        with (storage / "fill").open("wb") as fill, contextlib.suppress(OSError):
+            while True:
+                fill.write(b"\0" * 65536)
+                fill.flush()
+                os.fsync(fill.fileno())
+        with contextlib.suppress(OSError):
+            for i in range(100_000):  # and the last blocks a directory could grow into
+                (storage / "data" / f"n{i}").touch()
+        result = run_api_init(policy, storage, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "the flag file could not be written: No space left on device" in result.stderr
+        assert not (storage / ".init_permissions").exists()
+        assert not list(storage.glob(".init_permissions*"))
+        assert os.lstat(storage / "fill").st_uid == 1001
+    finally:
+        subprocess.run(["umount", str(storage)], check=True)
+
+
+def test_hard_links_inside_the_volume_are_fixed(policy: Policy, tmp_path: Path) -> None:
+    """Before: every file with two names was left alone, with one shell and one line
+    per file. 20,000 files with both names inside: all fixed, one pass."""
+    storage = tmp_path / "volume"
+    files = many_files(storage, 20_000)
+    (storage / "links").mkdir()
+    for path in files:
+        os.link(path, storage / "links" / f"{path.parent.name}-{path.name}")
+    started = time.monotonic()
+    result = run_api_init(policy, storage, tmp_path)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert set(owners(storage).values()) == {(1001, 1001)}
+    assert "hard link" not in result.stderr
+    print(f"20,000 files with two names each: {took:.1f} s")
+
+
+def test_restarts_stay_quick_and_a_full_pass_can_be_asked_for(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: there was no way but deleting the flag by hand. The flag's fast path skips
+    the walk, so a file root wrote later is not fixed on restart; a new token in the
+    pod's annotation volume-init.dify.ai/full-pass forces one full walk."""
+    storage, _ = volume
+    pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+    init = mutation.mutate(pod, policy, namespace="dify").pod["spec"]["initContainers"][0]
+    assert sandbox.run_container(init, {"app-data": storage}, tmp_path).returncode == 0
+    late = storage / "written-by-an-old-root-release"
+    late.write_text("x")
+    again = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    assert "nothing to do" in again.stdout
+    assert os.lstat(late).st_uid == 0, "the trade-off the README states"
+
+    pod["metadata"]["annotations"] = {mutation.FULL_PASS_ANNOTATION: "2026-11-28"}
+    init = mutation.mutate(pod, policy, namespace="dify").pod["spec"]["initContainers"][0]
+    full = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    assert full.returncode == 0, full.stderr
+    assert "changed the owner of 1 entries" in full.stdout
+    assert os.lstat(late).st_uid == 1001
+    assert (storage / ".init_permissions").read_text() == "1001:1001 2026-11-28\n"
+    once = sandbox.run_container(init, {"app-data": storage}, tmp_path)
+    assert "nothing to do" in once.stdout, "one full pass per token"
+
+
+def test_a_path_beyond_path_max_is_named_as_a_walk_limit(policy: Policy, tmp_path: Path) -> None:
+    """Before: find's error ended the pipeline and the run blamed root_squash."""
+    storage = tmp_path / "volume"
+    storage.mkdir()
+    fd = os.open(storage, os.O_RDONLY)
+    try:
+        for _ in range(25):  # 25 x 200 bytes: beyond PATH_MAX (4096)
+            os.mkdir("d" * 200, dir_fd=fd)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("bottom", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    result = run_api_init(policy, storage, tmp_path)
+    assert result.returncode == 1
+    assert "a path longer than PATH_MAX, which busybox find cannot walk" in result.stderr
+    assert "root_squash" not in result.stderr
+    assert not (storage / ".init_permissions").exists()
+    subprocess.run(["rm", "-rf", str(storage)], check=True)

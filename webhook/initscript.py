@@ -1,19 +1,22 @@
 """The shell script the injected init container runs, and the capabilities it needs.
 
-The script is Dify's docker-compose `init_permissions` service made safe to
-run on every pod start: it is idempotent, touches only what differs, never
-follows a symbolic link, never leaves the volume's filesystem, and fails with
-a message that names the path and the likely cause. It runs under busybox
-`sh` with only the applets of the busybox image.
+The script (`volume-init.sh` beside this module; its header lists every
+outcome) is Dify's docker-compose `init_permissions` service made safe to run
+on every pod start: idempotent, it changes only the entries that differ,
+never follows a symbolic link, never leaves the volume (other mounts below it
+are pruned by their mount points, whatever their filesystem), leaves
+read-only parts alone, ignores entries that vanish while it runs, and fails
+when any entry could not be changed, naming the path and the cause the
+system gave. It runs under busybox `sh` with only the applets of the busybox
+image and no writable place but the volume.
 
-The find/chown pass runs one `chown -h` per batch of paths (each batch
-reports its size, so names with newlines count right) and reports only a
-batch's first error: on a root-squashed export every entry fails, and the
-container log should stay readable. A file with more than one hard link is
-left alone and named: its other names may be outside the volume (a hostPath
-on the node's root filesystem), and changing the owner of the inode would
-change theirs. NB: busybox `find` never runs an `-exec ... {} +` placed
-inside parentheses, so the expression keeps them at the top level.
+Paths flow NUL-separated from `find -print0` to `xargs -0` batches, whose
+records (on a tag byte no file name can fake at a line start) are summed by
+one awk program: so every batch's failure counts, the count of changed
+entries is exact, and names with newlines are whole. A file with other hard
+links is changed only when all its names are inside the volume. NB: busybox
+`find` never runs an `-exec ... {} +` placed inside parentheses, so the
+expressions keep them at the top level.
 
 Volume paths reach the script as positional arguments (`"$@"`), never spliced
 into its text, so no mount path can inject shell code; the only values in the
@@ -23,6 +26,7 @@ text are the two integers of the policy.
 from __future__ import annotations
 
 import functools
+from importlib import resources
 from typing import Any
 
 FLAG_FILE = ".init_permissions"
@@ -36,50 +40,7 @@ NAME = "volume-init"
 # exactly this set).
 CAPABILITIES: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE")
 
-_TEMPLATE = r"""set -u
-want=@USER@:@GROUP@
-status=0
-for dir in "$@"; do
-  flag="$dir/@FLAG@"
-  if [ ! -d "$dir" ] || [ -h "$dir" ]; then
-    echo "volume-init: $dir: not a mounted directory; check the volumeMount" >&2
-    status=1
-    continue
-  fi
-  if [ -f "$flag" ] && [ ! -h "$flag" ] && [ "$(cat -- "$flag" 2>/dev/null)" = "$want" ] \
-     && [ "$(stat -c %u:%g -- "$dir")" = "$want" ]; then
-    echo "volume-init: $dir: already owned by $want, nothing to do"
-    continue
-  fi
-  start=$(date +%s)
-  batch='out=$(chown -h "$0" -- "$@" 2>&1) ||
-    { printf "%s\n" "$out" | head -n 1 >&2; exit 1; }; echo $#'
-  skip='echo "volume-init: $1: has other hard links, left alone" >&2'
-  set -o pipefail
-  if changed=$(find "$dir" -xdev \
-      ! \( -user @USER@ -group @GROUP@ \) ! -type d -links +1 -exec sh -c "$skip" - {} \; \
-      -o ! \( -user @USER@ -group @GROUP@ \) -exec sh -c "$batch" "$want" {} + \
-      | awk '{ n += $1 } END { print n + 0 }'); then
-    set +o pipefail
-    rm -f -- "$flag" && printf '%s\n' "$want" > "$flag" && chown -h "$want" -- "$flag" || {
-      echo "volume-init: $dir: ownership fixed but the flag file $flag could not be written" >&2
-      status=1
-      continue
-    }
-    took=$(( $(date +%s) - start ))
-    echo "volume-init: $dir: changed the owner of $changed entries to $want in ${took}s"
-  else
-    set +o pipefail
-    bad=$(find "$dir" -xdev ! \( -user @USER@ -group @GROUP@ \) -print 2>/dev/null | head -n 1)
-    echo "volume-init: $dir: cannot change the owner of '${bad:-$dir}' to $want." \
-      "The volume does not let root change ownership: on NFS the export is likely" \
-      "squashing root (root_squash); export it with no_root_squash or chown it to $want" \
-      "on the server. SMB/CIFS and some CSI drivers need uid/gid mount options instead." >&2
-    status=1
-  fi
-done
-exit $status
-"""
+_TEMPLATE = resources.files("webhook").joinpath("volume-init.sh").read_text("utf-8")
 
 
 @functools.lru_cache(maxsize=64)

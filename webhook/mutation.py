@@ -21,6 +21,7 @@ second call on its own output (reinvocation) yields no patch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -33,6 +34,10 @@ from webhook.policy import Policy, Rule
 ANNOTATION_PREFIX = "volume-init.dify.ai/"
 INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
+FULL_PASS_ANNOTATION = ANNOTATION_PREFIX + "full-pass"
+FULL_PASS_ENV = "VOLUME_INIT_FULL_PASS"  # noqa: S105 (a walk, not a password)
+# A token the script records in its flag: a new one forces one full walk.
+_FULL_PASS = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9._:+]{0,62}$")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 
@@ -435,6 +440,16 @@ def _apply(
                 f"another container is named {rule.init_container.name}:"
                 f" the init container is named {init_name}"
             )
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        token = annotations.get(FULL_PASS_ANNOTATION)
+        if token is not None:
+            if _FULL_PASS.match(token):
+                env = [*env, {"name": FULL_PASS_ENV, "value": token}]
+            else:
+                warnings.append(
+                    f"annotation {FULL_PASS_ANNOTATION} ignored: expected 1-63 letters, digits"
+                    " or . _ : + - (e.g. a date), starting with a letter or digit"
+                )
         container = _init_container(
             rule, fixable, name=init_name, group=group, env_from=env_from, env=env
         )
