@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The init script's tests run busybox under setpriv in a private mount namespace.
+# The init script's tests run busybox under setpriv in a private mount namespace,
+# mark files immutable (chattr) and fill a small ext4 image on a loop device.
 system-packages:
 	@missing=""; \
 	command -v busybox >/dev/null || missing="$$missing busybox"; \
 	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	command -v losetup >/dev/null || missing="$$missing mount"; \
+	command -v chattr >/dev/null || missing="$$missing e2fsprogs"; \
+	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing:$$missing"; \

@@ -2,7 +2,7 @@
 
 Run from the repository root, as root (by hand; needs busybox):
 
-    .venv/bin/python bench/ownership_bench.py [--files 100000] [--runs 3]
+    .venv/bin/python bench/ownership_bench.py [--files 100000] [--runs 3] [--previous FILE]
 
 The script is taken from a real patch (the dify-helm api golden pod) and run
 by busybox `sh` with a PATH of busybox applets only, as in the busybox image,
@@ -11,7 +11,9 @@ the same busybox on the same tree. Four cases: (a) everything root-owned, no
 flag; (b) 1% of the files root-owned, the rest already 1001, no flag;
 (c) the flag present and the volume root already 1001:1001; (d) a second
 tree of 20,000 root-owned files with two names each, both inside the volume.
-Medians of the runs; the tree is reset (untimed) before each.
+Medians of the runs; the tree is reset (untimed) before each. `--previous`
+times another version of the script in the same runs, interleaved (e.g. the
+file `git show REV:webhook/volume-init.sh` prints), for a before/after.
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ def chown_tree(root: Path, uid: int) -> None:
     subprocess.run(["chown", "-R", "-h", f"{uid}:{uid}", str(root)], check=True)
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], *, check: bool = True) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=check, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -67,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--previous", type=Path, help="another script to time in the same runs")
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("busybox") is None:
         raise SystemExit("run as root with busybox installed (apt-get install busybox)")
@@ -84,6 +89,12 @@ def main() -> None:
         took = time.perf_counter() - started
         print(f"tree: {entries} entries ({len(files)} files), built in {took:.1f} s")
         ours = [*script_command(), str(tree)]
+        previous: list[str] = []
+        if args.previous:
+            text = args.previous.read_text()
+            for key, value in (("@USER@", "1001"), ("@GROUP@", "1001")):
+                text = text.replace(key, value)
+            previous = ["sh", "-c", text.replace("@FLAG@", ".init_permissions"), "volume-init"]
         compose = [str(applets / "chown"), "-R", "1001:1001", str(tree)]
         flag = tree / ".init_permissions"
 
@@ -115,18 +126,27 @@ def main() -> None:
             chown_tree(linked, 0)
 
         results = {}
+        earlier: dict[str, float] = {}
+        unfixed: set[str] = set()
         for case, reset in (
             ("(a) all root-owned", reset_all_root),
             ("(b) 1% mismatched", reset_one_percent),
             ("(c) flag present", reset_flagged),
             ("(d) 20,000 hard-linked", reset_linked),
         ):
-            mine, base = [], []
+            mine, base, before = [], [], []
             command, baseline = (
                 (ours_linked, compose_linked) if case.startswith("(d)") else (ours, compose)
             )
             checked = linked_files if case.startswith("(d)") else files
             for _ in range(args.runs):
+                if previous:
+                    reset()
+                    target = command[-1]
+                    before.append(timed([*previous, target], env, check=False))
+                    owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in checked[::97]}
+                    if owners != {(1001, 1001)}:
+                        unfixed.add(case)
                 reset()
                 mine.append(timed(command, env))
                 owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in checked[::97]}
@@ -138,10 +158,16 @@ def main() -> None:
                     reset()
                     base.append(timed(baseline, env))
             results[case] = (statistics.median(mine), statistics.median(base))
-        print(f"{'case':22} {'init script':>12} {'chown -R':>10} {'ratio':>7}")
+            if before:
+                earlier[case] = statistics.median(before)
+        print(f"{'case':22} {'init script':>12} {'chown -R':>10} {'ratio':>7}  previous script")
         for case, (mine_s, base_s) in results.items():
             ratio = mine_s / base_s
-            print(f"{case:22} {mine_s * 1000:>9.0f} ms {base_s * 1000:>7.0f} ms {ratio:>6.2f}x")
+            line = f"{case:22} {mine_s * 1000:>9.0f} ms {base_s * 1000:>7.0f} ms {ratio:>6.2f}x"
+            if case in earlier:
+                line += f"  {earlier[case] * 1000:>7.0f} ms ({earlier[case] / base_s:.2f}x)"
+                line += " leaving files unfixed" if case in unfixed else ""
+            print(line)
         a, b, c, _ = results.values()
         verdict = {True: "met", False: "NOT met"}
         print(

@@ -171,7 +171,8 @@ fix_links() {
   for inode in ${unsafe%kept*}; do
     set -- "$@" -o -inum "$inode"
   done
-  find "$@" -o -print0 2>/dev/null | xargs -0 -r sh -c "$VI_FIX" -
+  find "$@" -o -print0 2>/dev/null | xargs -0 -r -s 131072 sh -c "$VI_FIX" -
+  echo "${VI_TAG}xargs $?"
   if [ "$kept" -gt 0 ]; then
     first=$(find "$dir" -xdev -inum "${unsafe%%[!0-9]*}" -exec printf '%s/' {} \; -quit 2>/dev/null)
     echo "volume-init: $(esc "$dir"): $kept files have a hard link outside the volume" \
@@ -231,7 +232,8 @@ EOF
           "$cause. The volume does not let root change ownership: on NFS the export is" \
           "likely squashing root (root_squash); export it with no_root_squash or chown it" \
           "to $want on the server. SMB/CIFS and some CSI drivers need uid/gid mount" \
-          "options instead." >&2
+          "options instead. (On a local file system, the directory may be immutable:" \
+          "lsattr -d.)" >&2
         ;;
       *) echo "volume-init: $shown: cannot change the owner of the volume root to $want: $cause" >&2 ;;
     esac
@@ -240,14 +242,18 @@ EOF
   fi
   [ "$owner" = "$want" ] || root_changed=1
   start=$(date +%s)
-  summary=$(
+  if ! summary=$(
     {
       links=$({ fix_tree "$dir" "$@"; } 3>&1)
       if [ -n "$links" ]; then
         fix_links "$dir" "$@" >&4
       fi
     } 4>&1 | awk "$VI_SUM"
-  )
+  ) || [ -z "$summary" ]; then
+    echo "volume-init: $shown: the walk's records could not be summed; nothing is known" >&2
+    status=1
+    continue
+  fi
   set -f
   IFS=$VI_TAG
   # shellcheck disable=SC2086
