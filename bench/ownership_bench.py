@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import helpers  # noqa: E402
-from webhook import mutation, policy  # noqa: E402
+from webhook.engine import mutation, policy  # noqa: E402
 
 
 def script_command() -> list[str]:

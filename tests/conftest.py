@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from webhook.app import create_app
-from webhook.policy import Policy, default_policy
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook.engine.policy import Policy, default_policy
+from webhook.serving.app import create_app
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from webhook import mutation
-from webhook.policy import Policy
+from webhook.engine import mutation
+from webhook.engine.policy import Policy
 
 TESTDATA = Path(__file__).parent / "testdata"
 PODS = TESTDATA / "pods"

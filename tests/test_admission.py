@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import helpers
-from webhook.runtime import Runtime
+from webhook.serving.runtime import Runtime
 
 API_POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
 
@@ -176,7 +176,7 @@ def test_an_internal_error_admits_the_pod_unchanged(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("webhook.admission.mutate", boom)
+    monkeypatch.setattr("webhook.engine.admission.mutate", boom)
     answer = post(client, helpers.review(API_POD))
     assert answer["response"]["allowed"] is True
     assert "patch" not in answer["response"]
@@ -199,7 +199,7 @@ def test_one_log_line_per_admission_without_pod_secrets(
     assert fields["outcome"] == "injected"
     assert fields["rule"] == "dify-storage"
     assert fields["latencyMs"] >= 0
-    from webhook.logs import JSONFormatter, TextFormatter
+    from webhook.serving.logs import JSONFormatter, TextFormatter
 
     for record in caplog.records:
         for formatter in (JSONFormatter(), TextFormatter()):

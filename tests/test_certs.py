@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from webhook import certs
-from webhook.errors import CertificateError
+from webhook.engine.errors import CertificateError
 
 
 def test_serving_certificate_chains_to_its_ca_for_every_service_name() -> None:

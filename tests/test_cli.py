@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook import policy
+from webhook.engine import policy
 
 
 def run(

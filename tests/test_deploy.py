@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from tests import helpers
-from webhook import manifests, policy
-from webhook.policy import LabelSelector, Policy
+from webhook import manifests
+from webhook.engine import policy
+from webhook.engine.policy import LabelSelector, Policy
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -45,10 +46,10 @@ def check_generated(path: Path, text: str) -> None:
 
 
 def test_deploy_is_what_manifests_prints() -> None:
-    check_generated(DEPLOY / "base" / "dify-volume-init.yaml", manifests.render(default_objects()))
+    check_generated(DEPLOY / "base" / "dify-volume-init.yaml", manifests.to_yaml(default_objects()))
     check_generated(
         DEPLOY / "cert-manager" / "certificate.yaml",
-        manifests.render(manifests.cert_manager_objects(manifests.DEFAULT_NAMESPACE)),
+        manifests.to_yaml(manifests.cert_manager_objects(manifests.DEFAULT_NAMESPACE)),
     )
     cli = subprocess.run(
         [sys.executable, "-m", "webhook", "manifests"],
@@ -73,7 +74,7 @@ def test_kustomize_renders_the_same_objects() -> None:
 
 
 def all_variants() -> list[dict[str, Any]]:
-    ca = helpers.TESTDATA.parent.parent / "webhook" / "default-policy.yaml"  # any bytes
+    ca = helpers.TESTDATA.parent.parent / "webhook" / "engine" / "default-policy.yaml"  # any bytes
     return [
         *default_objects(),
         *default_objects(ca_bundle=ca.read_bytes(), namespace="ops", image="r.local/dvi:1.0.0"),

@@ -19,8 +19,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests import helpers, podvalidity
-from webhook import mutation
-from webhook.policy import Policy
+from webhook.engine import mutation
+from webhook.engine.policy import Policy
 
 INPUTS = helpers.pod_inputs()
 IDS = [p.stem for p in INPUTS]

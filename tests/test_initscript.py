@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests import helpers, sandbox
-from webhook import mutation
-from webhook.policy import Policy
+from webhook.engine import mutation
+from webhook.engine.policy import Policy
 
 pytestmark = [
     pytest.mark.busybox,

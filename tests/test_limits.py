@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests import helpers, servers, worstcase
-from webhook import certs, limits, mutation, podshape
-from webhook.policy import Policy
+from webhook import certs
+from webhook.engine import limits, mutation, podshape
+from webhook.engine.policy import Policy
 
 SNI = {"sni_hostname": servers.SERVICE_DNS}
 

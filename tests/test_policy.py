@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from webhook import policy
-from webhook.errors import PolicyError
-from webhook.policy import LabelSelector
+from webhook import files
+from webhook.engine import policy
+from webhook.engine.errors import PolicyError
+from webhook.engine.policy import LabelSelector
 
 DEFAULT = policy.default_policy_text()
 
@@ -146,9 +147,9 @@ def test_parse_raises_one_line_summary() -> None:
 
 def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
     with pytest.raises(PolicyError, match="policy file not found"):
-        policy.load_policy("/nonexistent/policy.yaml")
+        files.load_policy("/nonexistent/policy.yaml")
     with pytest.raises(PolicyError, match="is a directory"):
-        policy.load_policy(str(tmp_path))
+        files.load_policy(str(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests import helpers, podvalidity, strategies
-from webhook import mutation
-from webhook.app import create_app
-from webhook.policy import Policy, default_policy
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook.engine import mutation
+from webhook.engine.policy import Policy, default_policy
+from webhook.serving.app import create_app
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 POLICY = default_policy()
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

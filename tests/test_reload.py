@@ -20,9 +20,11 @@ import pytest
 from cryptography import x509
 
 from tests import helpers, servers
-from webhook import certs, policy, reload
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook import certs, files
+from webhook.engine import policy
+from webhook.serving import reload
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
 
@@ -184,7 +186,7 @@ def test_watched_keeps_the_last_good_version(
 ) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(policy.default_policy_text())
-    runtime = Runtime(policy=policy.load_policy(path))
+    runtime = Runtime(policy=files.load_policy(path))
     (watched,) = reload.watchers(Settings(policy=path), runtime, None)
     assert watched.check() is False  # primed: nothing new
     path.write_text(policy.default_policy_text().replace("group: 1001", "group: 3000"))

@@ -16,8 +16,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests import helpers
-from webhook import review
-from webhook.policy import Policy
+from webhook.engine.policy import Policy
+from webhook.review import documents
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -60,8 +60,8 @@ def test_review_and_mutate_give_the_same_patch(
     pod = helpers.load_pod(pod_file)
     namespace = helpers.namespace_of(pod)
     for restricted, path in ((False, "/mutate"), (True, "/mutate/restricted")):
-        options = review.Options(policy=policy, restricted=restricted)
-        reviewed = review.review(pod, options)
+        options = documents.Options(policy=policy, restricted=restricted)
+        reviewed = documents.review(pod, options)
         answer = client.post(path, json=helpers.review(pod, namespace=namespace)).json()
         sent = helpers.decoded_patch(answer) or []
         assert reviewed.patch == sent
@@ -74,7 +74,7 @@ def test_an_admission_review_is_answered_exactly_as_mutate(
     client: TestClient, policy: Policy
 ) -> None:
     body = json.loads((EXAMPLES / "admission-review.json").read_text())
-    reviewed = review.review(body, review.Options(policy=policy))
+    reviewed = documents.review(body, documents.Options(policy=policy))
     assert reviewed.result == client.post("/mutate", json=body).json()
     result = cli("-f", str(EXAMPLES / "admission-review.json"), "-o", "json")
     assert result.returncode == 0, result.stderr
@@ -103,12 +103,12 @@ def test_workload_templates_are_reviewed_as_pods(kind: str, path: str, policy: P
             "jobTemplate": {"spec": {"template": obj["spec"]["template"]}},
         }
     pristine = copy.deepcopy(obj)
-    reviewed = review.review(obj, review.Options(policy=policy))
+    reviewed = documents.review(obj, documents.Options(policy=policy))
     assert obj == pristine
     assert reviewed.patch
     assert all(op["path"].startswith(path + "/") for op in reviewed.patch)
     assert jsonpatch.apply_patch(obj, reviewed.patch) == reviewed.result
-    again = review.review(reviewed.result, review.Options(policy=policy))
+    again = documents.review(reviewed.result, documents.Options(policy=policy))
     assert again.patch == []
 
 
@@ -116,11 +116,11 @@ def test_namespace_comes_from_the_object_then_the_flag(policy: Policy) -> None:
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     obj = deployment(pod)
     del obj["metadata"]["namespace"]
-    assert review.review(obj, review.Options(policy=policy)).patch
-    excluded = review.review(obj, review.Options(policy=policy, namespace="kube-system"))
+    assert documents.review(obj, documents.Options(policy=policy)).patch
+    excluded = documents.review(obj, documents.Options(policy=policy, namespace="kube-system"))
     assert excluded.decision is not None and excluded.decision.reason == "excluded-namespace"
     obj["metadata"]["namespace"] = "dify"
-    assert review.review(obj, review.Options(policy=policy, namespace="kube-system")).patch
+    assert documents.review(obj, documents.Options(policy=policy, namespace="kube-system")).patch
 
 
 def test_yaml_output_keeps_every_document_in_order(tmp_path: Path) -> None:
@@ -288,6 +288,6 @@ def test_unknown_kinds_pass_through_untouched(policy: Policy) -> None:
         "metadata": {"name": "x"},
         "data": {"a": "b"},
     }
-    reviewed = review.review(config_map, review.Options(policy=policy))
+    reviewed = documents.review(config_map, documents.Options(policy=policy))
     assert reviewed.result is config_map
     assert reviewed.patch == []

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests import helpers
-from webhook import envexpand, hostpaths, images, mutation, policy
-from webhook.policy import Policy
+from webhook.engine import envexpand, hostpaths, images, mutation, policy
+from webhook.engine.policy import Policy
 
 
 def api_pod() -> dict[str, Any]:

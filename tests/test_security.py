@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from tests import helpers
-from webhook import mutation, policy
-from webhook.policy import Policy
+from webhook.engine import mutation, policy
+from webhook.engine.policy import Policy
 
 POD = helpers.load_pod(helpers.PODS / "plain-api-hostpath.yaml")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests import helpers
-from webhook import limits
+from webhook.engine import limits
 
 STORAGE = "/app/api/storage"
 BUDGET = limits.MAX_BODY_BYTES - 16 * 1024

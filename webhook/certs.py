@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from webhook.errors import CertificateError
+from webhook.engine.errors import CertificateError
 
 LEAF_MAX_DAYS = 365
 CA_DAYS = 3650

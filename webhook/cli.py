@@ -16,8 +16,9 @@ from typing import Any
 
 import pydantic
 
-from webhook import __version__, policy
-from webhook.errors import UsageError
+from webhook import __version__, files
+from webhook.engine import policy
+from webhook.engine.errors import UsageError
 
 EXIT_OK = 0
 EXIT_CHANGED = 1
@@ -202,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # NB: imported here so that `policy check` does not pay for uvicorn and FastAPI.
-    from webhook import server  # noqa: PLC0415
-    from webhook.settings import Settings  # noqa: PLC0415
+    from webhook.serving import server  # noqa: PLC0415
+    from webhook.serving.settings import Settings  # noqa: PLC0415
 
     flags = {
         name: getattr(args, name)
@@ -245,7 +246,7 @@ def _policy(args: argparse.Namespace) -> int:
         text = sys.stdin.read()
         source = "<stdin>"
     else:
-        text = policy.read_policy_text(Path(source))
+        text = files.read_policy_text(Path(source))
     errors = policy.policy_errors(text, source=source)
     for line in errors:
         print(line, file=sys.stderr)
@@ -258,23 +259,23 @@ def _policy(args: argparse.Namespace) -> int:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from webhook import render, review, sources  # noqa: PLC0415 - keeps `serve` lean
+    from webhook.review import documents, output, sources  # noqa: PLC0415 - keeps `serve` lean
 
-    files = sources.expand(args.files)
-    loaded = policy.load_policy(args.policy)
-    options = review.Options(
+    inputs = sources.expand(args.files)
+    loaded = files.load_policy(args.policy)
+    options = documents.Options(
         policy=loaded, namespace=args.namespace, restricted=args.pod_security == "restricted"
     )
-    items: list[review.Reviewed] = []
+    items: list[documents.Reviewed] = []
     results: list[tuple[Any, str]] = []
     bad = unreadable = False
-    for source in files:
+    for source in inputs:
         for document in sources.read(source):
             if isinstance(document, sources.InputProblem):
                 print(document, file=sys.stderr)
                 bad = unreadable = True
                 continue
-            reviewed = review.review(
+            reviewed = documents.review(
                 document.value, options, source=document.source, line=document.line
             )
             unchanged = reviewed.result is document.value
@@ -283,24 +284,24 @@ def _review(args: argparse.Namespace) -> int:
     for item in items:
         if item.error:
             bad = True
-            print(render.explain(item), file=sys.stderr)
+            print(output.explain(item), file=sys.stderr)
         elif args.explain or (item.decision is not None and item.decision.outcome == "denied"):
-            print(render.explain(item), file=sys.stderr)
+            print(output.explain(item), file=sys.stderr)
         for warning in item.decision.warnings if item.decision else ():
             print(f"Warning: {item.label}: {warning}", file=sys.stderr)
     colour = args.color == "always" or (
         args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     )
     if args.output == "diff":
-        sys.stdout.write(render.diff(items, colour=colour))
+        sys.stdout.write(output.diff(items, colour=colour))
     elif args.output == "patch":
-        sys.stdout.write(render.patches(items))
+        sys.stdout.write(output.patches(items))
     elif not unreadable:
         # NB: a stream with a document missing must not reach `kubectl apply`.
         if args.output == "yaml":
-            sys.stdout.write(render.documents_yaml(results))
+            sys.stdout.write(output.documents_yaml(results))
         else:
-            sys.stdout.write(render.documents_json([value for value, _ in results]))
+            sys.stdout.write(output.documents_json([value for value, _ in results]))
     if bad:
         return EXIT_USAGE
     if args.exit_code and any(item.changed for item in items):
@@ -327,7 +328,7 @@ def _manifests(args: argparse.Namespace) -> int:
     from webhook import manifests  # noqa: PLC0415
 
     if args.policy:
-        text = policy.read_policy_text(Path(args.policy))
+        text = files.read_policy_text(Path(args.policy))
         loaded = policy.parse_policy(text, source=args.policy)
     else:
         text = policy.default_policy_text()
@@ -338,7 +339,7 @@ def _manifests(args: argparse.Namespace) -> int:
 
         ca_bundle = certs.read_certificate(Path(args.ca_bundle))
     sys.stdout.write(
-        manifests.render(
+        manifests.to_yaml(
             manifests.objects(
                 loaded,
                 text,

@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from webhook import __version__, certs, emit
-from webhook.policy import LabelSelector, Policy
+from webhook import __version__, certs
+from webhook.engine.policy import LabelSelector, Policy
+from webhook.review import emit
 
 NAME = "dify-volume-init"
 DEFAULT_NAMESPACE = "dify-volume-init"
@@ -355,6 +356,6 @@ HEADER = (
 )
 
 
-def render(found: list[dict[str, Any]]) -> str:
+def to_yaml(found: list[dict[str, Any]]) -> str:
     """The objects as one YAML stream, with a header comment."""
     return HEADER + "---\n".join(emit.emit(obj) for obj in found)

@@ -40,11 +40,22 @@ NAME = "volume-init"
 # exactly this set).
 CAPABILITIES: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE")
 
-_TEMPLATE = resources.files("webhook").joinpath("volume-init.sh").read_text("utf-8")
+def _without_comments(text: str) -> str:
+    """The script without its comment lines: they are for readers of the file, and
+    every injected pod would carry them. NB: no line of a quoted string in the
+    script starts with `#`."""
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#")
+    )
+
+
+_TEMPLATE = _without_comments(
+    resources.files("webhook.engine").joinpath("volume-init.sh").read_text("utf-8")
+)
 
 
 @functools.lru_cache(maxsize=64)
-def render(*, user: int, group: int) -> str:
+def script_text(*, user: int, group: int) -> str:
     """The script for one owner; volume directories are passed as arguments."""
     if not (isinstance(user, int) and isinstance(group, int)) or user < 0 or group < 0:
         raise ValueError("user and group must be non-negative integers")
@@ -57,7 +68,7 @@ def render(*, user: int, group: int) -> str:
 
 def command(*, user: int, group: int, directories: list[str]) -> list[str]:
     """The init container's `command`: `sh -c SCRIPT volume-init DIR...`."""
-    return ["sh", "-c", render(user=user, group=group), NAME, *directories]
+    return ["sh", "-c", script_text(user=user, group=group), NAME, *directories]
 
 
 def runs_script(command: Any) -> bool:

@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from webhook import emit
-
 Path = tuple[str | int, ...]
 
 
@@ -150,8 +148,3 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError as exc:
         raise YAMLFileError(_reason(exc), node.start_mark.line + 1) from None
-
-
-def dump(value: Any) -> str:
-    """One YAML document, keys in their order, multi-line strings as literal blocks."""
-    return emit.emit(value)

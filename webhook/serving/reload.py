@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook import certs, logs, policy, tls
-from webhook.errors import UsageError
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook import certs, files
+from webhook.engine.errors import UsageError
+from webhook.serving import logs, tls
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 _log = logs.get("reload")
 POLL_SECONDS = 2.0
@@ -128,7 +129,7 @@ def watchers(settings: Settings, runtime: Runtime, store: CertificateStore | Non
         policy_path = settings.policy
 
         def load_policy() -> None:
-            runtime.policy = policy.load_policy(policy_path)
+            runtime.policy = files.load_policy(policy_path)
 
         found.append(
             Watched(

@@ -18,10 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from webhook import certs, logs, policy, reload, tls
-from webhook.app import create_app
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook import certs, files
+from webhook.serving import logs, reload, tls
+from webhook.serving.app import create_app
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 _log = logs.get("server")
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -30,7 +31,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 20
 def build_runtime(settings: Settings) -> Runtime:
     """Load the policy and the certificate's expiry into a fresh `Runtime`."""
     runtime = Runtime(
-        policy=policy.load_policy(settings.policy),
+        policy=files.load_policy(settings.policy),
         protected_namespaces=frozenset({settings.own_namespace()}),
     )
     runtime.metrics.policy_reloads.labels("loaded").inc()
@@ -172,13 +173,13 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run()
         return
     # Fail fast in the supervisor; each worker builds its own app afterwards.
-    policy.load_policy(settings.policy)
+    files.load_policy(settings.policy)
     tls.server_context(settings)
     # Worker processes rebuild the settings from the environment.
     for name, value in settings.model_dump(exclude_none=True).items():
         os.environ[f"VOLUME_INIT_{name.upper()}"] = str(value)
     config = WebhookConfig(
-        "webhook.server:app_from_environment",
+        "webhook.serving.server:app_from_environment",
         settings=settings,
         factory=True,
         workers=settings.workers,

@@ -20,10 +20,10 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
-from webhook.errors import BadRequest, InvalidObject, PayloadTooLarge
-from webhook.limits import MAX_BODY_BYTES
-from webhook.mutation import Decision, mutate
-from webhook.policy import Policy
+from webhook.engine.errors import BadRequest, InvalidObject, PayloadTooLarge
+from webhook.engine.limits import MAX_BODY_BYTES
+from webhook.engine.mutation import Decision, mutate
+from webhook.engine.policy import Policy
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 WARNING_PREFIX = "volume-init: "

@@ -7,8 +7,8 @@ import os
 import ssl
 
 from webhook import certs
-from webhook.errors import CertificateError
-from webhook.settings import Settings
+from webhook.engine.errors import CertificateError
+from webhook.serving.settings import Settings
 
 
 def server_context(settings: Settings) -> ssl.SSLContext:

@@ -85,6 +85,6 @@ class Metrics:
             child = self._latency_children[endpoint] = self.latency.labels(endpoint)
         child.observe(seconds)
 
-    def render(self) -> bytes:
+    def exposition(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)

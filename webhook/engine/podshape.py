@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from webhook.errors import InvalidObject
+from webhook.engine.errors import InvalidObject
 
 _CONTAINER_SC_INTS = ("runAsUser", "runAsGroup")
 _POD_SC_INTS = ("runAsUser", "runAsGroup", "fsGroup")

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook import admission, mutation
-from webhook.errors import BadRequest, InvalidObject
-from webhook.patches import Key, Operation, pointer
-from webhook.policy import Policy
+from webhook.engine import admission, mutation
+from webhook.engine.errors import BadRequest, InvalidObject
+from webhook.engine.patches import Key, Operation, pointer
+from webhook.engine.policy import Policy
 
 DEFAULT_WEBHOOK_NAMESPACE = "dify-volume-init"
 

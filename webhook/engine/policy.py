@@ -12,15 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from webhook import hostpaths, images, yamlfile
-from webhook.errors import PolicyError
+from webhook.engine import hostpaths, images, yamlfile
+from webhook.engine.errors import PolicyError
 
 API_VERSION = "volume-init.dify.ai/v1"
 KIND = "VolumeInitPolicy"
@@ -385,32 +384,9 @@ def _summary(errors: list[str], source: str) -> str:
 
 def default_policy_text() -> str:
     """The YAML text of the built-in policy (SPEC §5)."""
-    return resources.files("webhook").joinpath("default-policy.yaml").read_text("utf-8")
+    return resources.files("webhook.engine").joinpath("default-policy.yaml").read_text("utf-8")
 
 
 def default_policy() -> Policy:
     """The built-in policy."""
     return parse_policy(default_policy_text(), source="<built-in policy>")
-
-
-def load_policy(path: str | Path | None) -> Policy:
-    """The policy in the file at `path`, or the built-in one when `path` is None."""
-    if path is None:
-        return default_policy()
-    return parse_policy(read_policy_text(path), source=str(path))
-
-
-def read_policy_text(path: str | Path) -> str:
-    """The text of a policy file; unreadable files raise a one-line `PolicyError`."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: policy file not found") from None
-    except IsADirectoryError:
-        raise PolicyError(f"{path}: is a directory, not a policy file") from None
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from None

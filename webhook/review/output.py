@@ -11,8 +11,8 @@ import difflib
 import json
 from typing import Any
 
-from webhook import yamlfile
-from webhook.review import Reviewed
+from webhook.review import emit
+from webhook.review.documents import Reviewed
 
 _RESET = "\033[0m"
 _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "h": "\033[1m"}
@@ -24,9 +24,9 @@ def diff(items: list[Reviewed], *, colour: bool) -> str:
     for item in items:
         if not item.patch or item.decision is None:
             continue
-        before = yamlfile.dump(item.original).splitlines(keepends=True)
+        before = emit.emit(item.original).splitlines(keepends=True)
         after_doc = item.decision.pod if item.label.startswith("AdmissionReview") else item.result
-        after = yamlfile.dump(after_doc).splitlines(keepends=True)
+        after = emit.emit(after_doc).splitlines(keepends=True)
         lines = list(
             difflib.unified_diff(
                 before, after, fromfile=f"{item.label}", tofile=f"{item.label} (patched)", n=3
@@ -70,7 +70,7 @@ def documents_yaml(results: list[tuple[Any, str]]) -> str:
         if text:
             out.append(text if text.endswith("\n") else text + "\n")
         else:
-            out.append(yamlfile.dump(value))
+            out.append(emit.emit(value))
     return "---\n".join(out)
 
 

@@ -27,9 +27,9 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from webhook import envexpand, hostpaths, initscript, limits, podshape
-from webhook.patches import Operation, PatchBuilder
-from webhook.policy import Policy, Rule
+from webhook.engine import envexpand, hostpaths, initscript, limits, podshape
+from webhook.engine.patches import Operation, PatchBuilder
+from webhook.engine.policy import Policy, Rule
 
 ANNOTATION_PREFIX = "volume-init.dify.ai/"
 INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook import podshape
+from webhook.engine import podshape
 
 # kube-apiserver's own limit on a request body (`MaxRequestBodyBytes`, 3 MiB),
 # which bounds every object it can send us; larger bodies get HTTP 413.

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook import yamlfile
-from webhook.errors import UsageError
+from webhook.engine import yamlfile
+from webhook.engine.errors import UsageError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -24,10 +24,11 @@ from typing import Any
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from webhook import admission, limits, logs, reload
-from webhook.errors import BadRequest, PayloadTooLarge
-from webhook.runtime import Runtime
-from webhook.settings import Settings
+from webhook.engine import admission, limits
+from webhook.engine.errors import BadRequest, PayloadTooLarge
+from webhook.serving import logs, reload
+from webhook.serving.runtime import Runtime
+from webhook.serving.settings import Settings
 
 _log = logs.get("admission")
 _server_log = logs.get("server")
@@ -85,7 +86,7 @@ def create_app(
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(
-            runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            runtime.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
     return app

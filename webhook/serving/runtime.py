@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webhook.metrics import Metrics
-from webhook.policy import Policy
+from webhook.engine.policy import Policy
+from webhook.serving.metrics import Metrics
 
 
 @dataclass

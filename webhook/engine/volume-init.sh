@@ -1,6 +1,7 @@
 # volume-init: give each volume directory named as an argument to @USER@:@GROUP@.
-# Rendered by webhook/initscript.py (@USER@, @GROUP@, @FLAG@); run by busybox sh
-# as root with only CAP_CHOWN and CAP_DAC_OVERRIDE, on a read-only root filesystem.
+# Rendered by webhook/engine/initscript.py (@USER@, @GROUP@, @FLAG@; the comment
+# lines are dropped); run by busybox sh as root with only CAP_CHOWN and
+# CAP_DAC_OVERRIDE, on a read-only root filesystem.
 #
 # Outcomes, per directory:
 # - flag file holds @USER@:@GROUP@ and the root is owned so: nothing to do (one stat);

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import limits
+from webhook.engine import limits
 
 # Kubernetes' expansion syntax (third_party/forked/golang/expansion): `$(NAME)`.
 # `$$(NAME)` is an escaped literal; counting it as a reference only copies an

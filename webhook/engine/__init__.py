@@ -1,0 +1,9 @@
+"""The engine: what the webhook decides for one pod, and the JSON Patch that says it.
+
+Pure: no I/O (the policy arrives as text, the pod as a dict), no framework,
+no logging; the review command and the admission server both call it, so a
+dry run shows exactly what the cluster gets. Its modules, bottom up:
+`errors`, `limits`, `hostpaths`, `images`, `yamlfile`, `policy`, `podshape`,
+`patches`, `envexpand`, `initscript` (with `volume-init.sh`), `mutation` (the
+decision) and `admission` (the AdmissionReview envelope around it).
+"""
