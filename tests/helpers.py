@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import copy
+import difflib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from webhook.engine import mutation
+from webhook.engine import initscript, mutation
 from webhook.engine.policy import Policy
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -40,16 +42,66 @@ def namespace_of(pod: dict[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("namespace") or "default")
 
 
+SCRIPT_GOLDEN = TESTDATA / "volume-init.golden.sh"
+_OWNER_IN_SCRIPT = re.compile(r"^export VI_USER=(\d+) VI_GROUP=(\d+)$", re.MULTILINE)
+
+
+def without_script(value: Any) -> Any:
+    """`value` with the injected script's text replaced by a placeholder naming its owner.
+
+    The script is goldened once (SCRIPT_GOLDEN); the placeholder stands for it
+    only after checking that the text is exactly the script for that owner.
+    """
+    if isinstance(value, list):
+        return [without_script(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {key: without_script(item) for key, item in value.items()}
+    command = value.get("command")
+    if initscript.runs_script(command):
+        match = _OWNER_IN_SCRIPT.search(command[2])
+        assert match, "the injected script names no owner"
+        user, group = int(match.group(1)), int(match.group(2))
+        assert command[2] == initscript.script_text(user=user, group=group)
+        out["command"] = [*command[:2], f"<volume-init.sh for {user}:{group}>", *command[3:]]
+    return out
+
+
 def decision_record(decision: mutation.Decision) -> dict[str, Any]:
-    """What a golden file records of one decision."""
+    """What a golden file records of one decision (the script as a placeholder)."""
     return {
         "outcome": decision.outcome,
         "reason": decision.reason,
         "rule": decision.rule,
         "message": decision.message,
         "warnings": list(decision.warnings),
-        "patch": decision.patch,
+        "patch": without_script(decision.patch),
     }
+
+
+def assert_golden(golden: Path, text: str) -> None:
+    """`text` is what `golden` holds, or a unified diff says where it is not.
+
+    With REFRESH_GOLDEN=1 the golden is rewritten instead; a missing one is
+    written and fails, to be reviewed.
+    """
+    if REFRESH or not golden.exists():
+        golden.write_text(text)
+        assert REFRESH, f"{golden.name} was missing and has been written; review and commit it"
+        return
+    expected = golden.read_text()
+    if expected != text:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                f"{golden.name} (golden)",
+                f"{golden.name} (now)",
+            )
+        )
+        raise AssertionError(
+            f"{golden.name} is stale (REFRESH_GOLDEN=1 make test rewrites it):\n{diff}"
+        )
 
 
 def golden_record(pod: dict[str, Any], policy: Policy) -> dict[str, Any]:

@@ -1,0 +1,264 @@
+set -u
+export VI_USER=1001 VI_GROUP=1001
+want=$VI_USER:$VI_GROUP
+flagged=$want${VOLUME_INIT_FULL_PASS:+ $VOLUME_INIT_FULL_PASS}
+status=0
+VI_TAG=$(printf '\001')
+VI_ESC='BEGIN {
+  for (i = 1; i < 32; i++) code[sprintf("%c", i)] = sprintf("\\%03o", i)
+  code["\\"] = "\\\\"; code[sprintf("%c", 127)] = "\\177"
+}
+{
+  out = out (NR > 1 ? "\\n" : "")
+  n = length($0)
+  for (i = 1; i <= n; i++) { c = substr($0, i, 1); out = out ((c in code) ? code[c] : c) }
+}
+END { printf "%s", out }'
+VI_FIX='
+if chown -h "$VI_USER:$VI_GROUP" -- "$@" 2>/dev/null; then
+  echo "${VI_TAG}ok $#"
+  exit 0
+fi
+echo "${VI_TAG}part $(find "$@" -maxdepth 0 -print0 2>/dev/null | tr -cd "\0" | wc -c)"
+find "$@" -maxdepth 0 ! \( -user "$VI_USER" -group "$VI_GROUP" \) -print0 2>/dev/null |
+  xargs -0 -r sh -c "$VI_PROBE" -
+'
+VI_PROBE='
+left=$#
+for f; do
+  left=$((left - 1))
+  if err=$(chown -h "$VI_USER:$VI_GROUP" -- "$f" 2>&1); then
+    echo "${VI_TAG}fixed"
+    continue
+  fi
+  cause=${err##*: }
+  shown=$(printf "%s" "$f" | awk "$VI_ESC")
+  case $cause in
+    "No such file or directory") echo "${VI_TAG}gone" ;;
+    "Read-only file system") echo "${VI_TAG}ro	$shown" ;;
+    *)
+      echo "${VI_TAG}bad $cause	$shown"
+      echo "${VI_TAG}skip $left"
+      exit 0
+      ;;
+  esac
+done
+'
+VI_SUM='BEGIN { tag = sprintf("%c", 1) }
+function flush(  cause) {
+  if (msg == "") return
+  cause = msg; sub(/.*: /, "", cause)
+  if (cause != "No such file or directory") { walk++; if (walk == 1) walkfirst = msg }
+  msg = ""
+}
+function rest(s) { return substr(s, index(s, "\t") + 1) }
+substr($0, 1, 1) == tag {
+  flush()
+  split(substr($0, 2), f, " ")
+  if (f[1] == "ok" || f[1] == "part") changed += f[2]
+  else if (f[1] == "gone") changed--
+  else if (f[1] == "skip") { changed -= f[2]; bad += f[2] }
+  else if (f[1] == "ro") { changed--; ro++; if (ro == 1) rofirst = rest($0) }
+  else if (f[1] == "bad") {
+    changed--; bad++
+    if (badcause == "") { badcause = substr($0, 6, index($0, "\t") - 6); badfirst = rest($0) }
+  }
+  else if (f[1] == "find" && f[2] > 1) { walk++; if (walk == 1) walkfirst = "find ended with status " f[2] }
+  else if (f[1] == "xargs" && f[2] != 0) { walk++; if (walk == 1) walkfirst = "xargs ended with status " f[2] }
+  next
+}
+{ line = $0; gsub(/\\/, "\\\\", line); if (line ~ /^find: /) { flush(); msg = line } else msg = msg (msg == "" ? "" : "\\n") line }
+END {
+  flush()
+  printf "%d%s%d%s%s%s%d%s%s%s%s%s%d%s%s\n", changed, tag, ro, tag, rofirst, tag, bad, tag, badcause, tag, badfirst, tag, walk, tag, walkfirst
+}'
+export VI_TAG VI_ESC VI_FIX VI_PROBE
+
+esc() { printf '%s' "$1" | awk "$VI_ESC"; }
+
+mounts() {
+  VI_DIR=$1 awk '
+    function decode(s,  out, i) {
+      out = ""
+      while ((i = index(s, "\\")) > 0) {
+        out = out substr(s, 1, i - 1) sprintf("%c", substr(s, i + 1, 1) * 64 + substr(s, i + 2, 1) * 8 + substr(s, i + 3, 1))
+        s = substr(s, i + 4)
+      }
+      return out s
+    }
+    function glob(s) { gsub(/[][*?\\]/, "\\\\&", s); gsub(/\n/, "?", s); return s }
+    BEGIN { dir = ENVIRON["VI_DIR"]; best = -1 }
+    {
+      mp = decode($5)
+      ro = ($6 ~ /(^|,)ro(,|$)/)
+      for (i = 7; i < NF && $i != "-"; i++) {}
+      if ($(i + 3) ~ /(^|,)ro(,|$)/) ro = 1
+      if (mp == dir || mp == "/" || index(dir, mp "/") == 1) {
+        if (length(mp) >= best) { best = length(mp); rootro = ro }
+      } else if (index(mp, dir "/") == 1) print "prune " glob(mp)
+    }
+    END { print "ro " (rootro + 0) }' /proc/self/mountinfo
+}
+
+pattern() { printf '%s/' "$1" | sed 's/[][*?\\]/\\&/g'; }
+
+fix_tree() {
+  dir=$1
+  shift
+  {
+    find "$dir" -xdev \( -name .snapshot -o -path "$(pattern "$dir")lost+found" "$@" \) -prune \
+      -o -user "$VI_USER" -group "$VI_GROUP" \
+      -o ! -type d -links +1 -exec sh -c 'echo "$#" >&3' - {} + \
+      -o -print0 2>&4
+    echo "${VI_TAG}find $?" >&4
+  } | xargs -0 -r -s 131072 sh -c "$VI_FIX" - >&4
+  echo "${VI_TAG}xargs $?" >&4
+}
+
+fix_links() {
+  dir=$1
+  shift
+  unsafe=$(find "$dir" -xdev \( -name .snapshot -o -path "$(pattern "$dir")lost+found" "$@" \) -prune \
+      -o ! -type d -links +1 -print0 2>/dev/null |
+    xargs -0 -r stat -c '%i %h' -- 2>/dev/null |
+    awk '{ n[$1]++; h[$1] = $2 } END { for (i in n) if (n[i] < h[i]) { print i; kept += n[i] } print "kept " kept + 0 }')
+  kept=${unsafe##*kept }
+  set -- "$dir" -xdev \( -name .snapshot -o -path "$(pattern "$dir")lost+found" "$@" \) -prune \
+    -o -user "$VI_USER" -group "$VI_GROUP" -o -type d -o -links 1
+  for inode in ${unsafe%kept*}; do
+    set -- "$@" -o -inum "$inode"
+  done
+  find "$@" -o -print0 2>/dev/null | xargs -0 -r -s 131072 sh -c "$VI_FIX" -
+  echo "${VI_TAG}xargs $?"
+  if [ "$kept" -gt 0 ]; then
+    first=$(find "$dir" -xdev -inum "${unsafe%%[!0-9]*}" -exec printf '%s/' {} \; -quit 2>/dev/null)
+    echo "volume-init: $(esc "$dir"): $kept files have a hard link outside the volume" \
+      "(changing them would change the other names too), left alone, e.g. $(esc "${first%/}")" >&2
+  fi
+}
+
+for dir in "$@"; do
+  case $dir in
+    *[![:print:]]* | *\\*) shown=$(esc "$dir") ;;
+    *) shown=$dir ;; # nothing to escape: no process on the restart path
+  esac
+  flag=$dir/.init_permissions
+  if [ ! -d "$dir" ] || [ -h "$dir" ]; then
+    echo "volume-init: $shown: not a mounted directory; check the volumeMount" >&2
+    status=1
+    continue
+  fi
+  owner=$(stat -c %u:%g -- "$dir")
+  if [ "$owner" = "$want" ] && [ -f "$flag" ] && [ ! -h "$flag" ] &&
+    [ "$(cat -- "$flag" 2>/dev/null)" = "$flagged" ]; then
+    echo "volume-init: $shown: already owned by $want, nothing to do"
+    continue
+  fi
+  if info=$(mounts "$dir" 2>/dev/null); then
+    set --
+    while IFS= read -r line; do
+      case $line in
+        "prune "*) set -- "$@" -o -path "${line#prune }" ;;
+        "ro 1") read_only=1 ;;
+        "ro 0") read_only=0 ;;
+      esac
+    done <<EOF
+$info
+EOF
+  else
+    echo "volume-init: $shown: /proc/self/mountinfo is unreadable: only other filesystems are left out" >&2
+    set --
+    read_only=0
+  fi
+  if [ "$read_only" = 1 ]; then
+    if [ "$owner" = "$want" ]; then
+      echo "volume-init: $shown: a read-only file system, already owned by $want"
+    else
+      echo "volume-init: $shown: a read-only file system owned by $owner, not $want: left as it is" \
+        "(the app cannot write here either)" >&2
+    fi
+    continue
+  fi
+  root_changed=0
+  if [ "$owner" != "$want" ] && ! err=$(chown -h "$want" -- "$dir" 2>&1); then
+    cause=${err##*: }
+    case $cause in
+      "Operation not permitted")
+        echo "volume-init: $shown: cannot change the owner of the volume root to $want:" \
+          "$cause. The volume does not let root change ownership: on NFS the export is" \
+          "likely squashing root (root_squash); export it with no_root_squash or chown it" \
+          "to $want on the server. SMB/CIFS and some CSI drivers need uid/gid mount" \
+          "options instead. (On a local file system, the directory may be immutable:" \
+          "lsattr -d.)" >&2
+        ;;
+      *) echo "volume-init: $shown: cannot change the owner of the volume root to $want: $cause" >&2 ;;
+    esac
+    status=1
+    continue
+  fi
+  [ "$owner" = "$want" ] || root_changed=1
+  start=$(date +%s)
+  if ! summary=$(
+    {
+      links=$({ fix_tree "$dir" "$@"; } 3>&1)
+      if [ -n "$links" ]; then
+        fix_links "$dir" "$@" >&4
+      fi
+    } 4>&1 | awk "$VI_SUM"
+  ) || [ -z "$summary" ]; then
+    echo "volume-init: $shown: the walk's records could not be summed; nothing is known" >&2
+    status=1
+    continue
+  fi
+  set -f
+  IFS=$VI_TAG
+  set -- $summary
+  IFS=' 	
+'
+  set +f
+  changed=$((${1:-0} + root_changed)) ro=${2:-0} ro_first=${3:-} bad=${4:-0} cause=${5:-} bad_first=${6:-}
+  walk=${7:-0} walk_first=${8:-}
+  if [ "$ro" -gt 0 ]; then
+    echo "volume-init: $shown: $ro entries on a read-only file system left as they are," \
+      "e.g. $ro_first" >&2
+  fi
+  if [ "$walk" -gt 0 ]; then
+    case $walk_first in
+      *": File name too long") why="a path longer than PATH_MAX, which busybox find cannot walk" ;;
+      *) why="the walk failed" ;;
+    esac
+    echo "volume-init: $shown: $why ($walk errors), first: $walk_first" >&2
+    status=1
+    continue
+  fi
+  if [ "$bad" -gt 0 ]; then
+    why=$cause
+    if [ "$cause" = "Operation not permitted" ]; then
+      if chown -h "$(stat -c %u:%g -- "$dir")" -- "$dir" 2>/dev/null; then
+        why="$cause (root can change owners elsewhere on this volume: the entry refuses, e.g. an immutable or append-only attribute; see lsattr)"
+      else
+        why="$cause (root may not change ownership on this volume: on NFS, root_squash)"
+      fi
+    fi
+    echo "volume-init: $shown: could not change the owner of $bad entries to $want;" \
+      "first: $bad_first: $why" >&2
+    status=1
+    continue
+  fi
+  temp=$dir/.init_permissions.tmp.$$
+  if [ -d "$flag" ] && [ ! -h "$flag" ]; then
+    reason="the flag path $(esc "$flag") is a directory"
+  elif ! err=$({ printf '%s\n' "$flagged" > "$temp" && chown -h "$want" -- "$temp" &&
+    mv -f -- "$temp" "$flag"; } 2>&1); then
+    rm -f -- "$temp"
+    reason="the flag file could not be written: ${err##*: }"
+  else
+    reason=
+  fi
+  took=$(($(date +%s) - start))
+  echo "volume-init: $shown: changed the owner of $changed entries to $want in ${took}s"
+  if [ -n "$reason" ]; then
+    echo "volume-init: $shown: warning: $reason; the next start walks the volume again" >&2
+  fi
+done
+exit $status
