@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from tests import helpers, podvalidity
