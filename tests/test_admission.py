@@ -1,4 +1,4 @@
-"""The `/mutate` contract of SPEC §4, in process."""
+"""The `/mutate` contract of docs/design.md#endpoints, in process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: exit codes and one-line errors (SPEC §3)."""
+"""The command line: exit codes and one-line errors (README: commands)."""
 
 from __future__ import annotations
 

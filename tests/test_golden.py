@@ -97,7 +97,12 @@ def test_golden_set_covers_every_reason() -> None:
     assert reasons == set(mutation.REASONS)
 
 
-def test_readme_lists_every_reason() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_readme_and_design_list_every_reason() -> None:
+    """Guards the documents: every reason code is explained to users and maintainers."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    design = (root / "docs" / "design.md").read_text()
     missing = [reason for reason in mutation.REASONS if f"| `{reason}` |" not in readme]
     assert not missing, f"README's reason table misses {missing}"
+    missing = [reason for reason in mutation.REASONS if f"`{reason}`" not in design]
+    assert not missing, f"docs/design.md misses {missing}"

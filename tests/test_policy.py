@@ -1,4 +1,4 @@
-"""Policy loading and validation (SPEC §5), and LabelSelector semantics."""
+"""Policy loading and validation (docs/design.md#the-policy), and LabelSelector semantics."""
 
 from __future__ import annotations
 

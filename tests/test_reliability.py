@@ -1,7 +1,7 @@
 """Reliability and security under bad input, faults and load, against real servers.
 
 The bad-input corpus goes over TLS to a running `dify-volume-init serve`; each
-case has the answer SPEC §4 documents, no case gets a 5xx, and the server is
+case has the answer docs/design.md#endpoints documents, no case gets a 5xx, and the server is
 healthy afterwards. No value from a pod's spec may reach the logs.
 """
 

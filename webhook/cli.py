@@ -1,4 +1,4 @@
-"""The command line (SPEC §3): parse arguments, call the core, print.
+"""The command line (README: commands): parse arguments, call the core, print.
 
 Exit codes: 0 success; 1 `review --exit-code` found changes; 2 bad input or
 usage, with one line on stderr naming the file and what is wrong (never a

@@ -1,4 +1,4 @@
-"""The deployment (SPEC §7) as Kubernetes objects, derived from the policy.
+"""The deployment (docs/design.md#deployment) as Kubernetes objects, derived from the policy.
 
 `objects()` returns every object `kubectl apply` needs, as plain dicts, in
 the order they apply; `deploy/` holds the same YAML (a test fails when they

@@ -1,4 +1,4 @@
-"""AdmissionReview in, AdmissionReview out (SPEC §4). Pure: no I/O, no FastAPI.
+"""AdmissionReview in, AdmissionReview out (docs/design.md#endpoints). Pure: no I/O, no FastAPI.
 
 This module owns the envelope: it decodes a request body, checks that it is an
 AdmissionReview the webhook can answer, hands pod CREATEs to

@@ -40,6 +40,7 @@ NAME = "volume-init"
 # exactly this set).
 CAPABILITIES: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE")
 
+
 def _without_comments(text: str) -> str:
     """The script without its comment lines: they are for readers of the file, and
     every injected pod would carry them. NB: no line of a quoted string in the

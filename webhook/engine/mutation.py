@@ -1,4 +1,4 @@
-"""The decision for one pod: inject, skip or deny (SPEC §6). Pure: no I/O.
+"""The decision for one pod: inject, skip or deny (docs/design.md#the-decision). Pure: no I/O.
 
 `mutate()` takes a pod as the plain dict kube-apiserver sent (never a model,
 which would drop fields it does not know) and returns a `Decision`: what

@@ -1,4 +1,4 @@
-"""The cluster-wide policy (SPEC §5): its schema, its validation and its loading.
+"""The cluster-wide policy (docs/design.md#the-policy): its schema, its validation and its loading.
 
 A policy says which pods to fix (label selectors), which of their volumes (by
 mount path), for which owner (user/group) and with which init container. It is
@@ -383,7 +383,7 @@ def _summary(errors: list[str], source: str) -> str:
 
 
 def default_policy_text() -> str:
-    """The YAML text of the built-in policy (SPEC §5)."""
+    """The YAML text of the built-in policy (docs/design.md#the-policy)."""
     return resources.files("webhook.engine").joinpath("default-policy.yaml").read_text("utf-8")
 
 

@@ -1,4 +1,4 @@
-"""The dry-run review (SPEC §3 `review`): what the webhook would do to manifests.
+"""The dry run (README: `review`): what the webhook would do to manifests.
 
 For every document: a Pod is reviewed as it is; a workload (Deployment,
 StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob) has

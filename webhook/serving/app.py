@@ -1,4 +1,4 @@
-"""The HTTP shell (SPEC §4): routes that decode, delegate and encode.
+"""The HTTP shell (docs/design.md#endpoints): routes that decode, delegate and encode.
 
 `create_app()` builds an app from explicit settings and a `Runtime`; nothing
 is built at import time. The admission routes read the raw body (no pydantic

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one webhook process (SPEC §4 `/metrics`).
+"""Prometheus metrics of one webhook process (docs/design.md#endpoints).
 
 Each `Metrics` owns its registry, so an app built in a test does not share
 counters with another.
