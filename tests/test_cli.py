@@ -134,3 +134,17 @@ def test_manifests_bad_inputs(tmp_path: Path) -> None:
     both = run("manifests", "--cert-manager", "--ca-bundle", str(not_pem))
     assert both.returncode == 2
     assert "not allowed with" in both.stderr
+
+
+def test_every_setting_is_a_documented_serve_flag() -> None:
+    """Guards the one source of the serve flags: a field of the settings model is a
+    flag with help (generated) and a row of the README's table (written)."""
+    from webhook.serving.settings import Settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    serve_help = run("serve", "--help").stdout
+    for name, field in Settings.model_fields.items():
+        flag, env = "--" + name.replace("_", "-"), f"VOLUME_INIT_{name.upper()}"
+        assert field.description, f"{name} has no description"
+        assert flag in serve_help
+        assert f"| `{flag}` | `{env}` |" in readme, f"README's serve table misses {flag}"

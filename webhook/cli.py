@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pydantic
 
 from webhook import __version__, files
-from webhook.engine import policy
+from webhook.engine import PRODUCT, policy
 from webhook.engine.errors import UsageError
 
 EXIT_OK = 0
@@ -30,9 +30,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _settings_flags(serve: argparse.ArgumentParser) -> None:
+    """One flag per field of the settings model: its name, choices, default and help."""
+    from webhook.serving.settings import Settings  # noqa: PLC0415 - pydantic-settings only
+
+    for name, field in Settings.model_fields.items():
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else None
+        default = "" if field.default in (None, "") else f"; default {field.default}"
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            choices=choices,
+            help=f"{field.description}{default}; env VOLUME_INIT_{name.upper()}",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="dify-volume-init",
+        prog=PRODUCT,
         description="Mutating admission webhook that makes Dify's storage volumes writable"
         " by Dify's non-root containers.",
     )
@@ -45,36 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the HTTPS admission server. Every flag also reads the environment"
         " variable VOLUME_INIT_<FLAG> (e.g. VOLUME_INIT_PORT); flags win.",
     )
-    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    serve.add_argument("--port", help="port to listen on (default 8443)")
-    serve.add_argument(
-        "--tls-cert",
-        help="serving certificate, PEM (default certs/tls.crt; a development CA and"
-        " certificate are generated in certs/ when both defaults are absent)",
-    )
-    serve.add_argument("--tls-key", help="serving key, PEM (default certs/tls.key)")
-    serve.add_argument("--policy", help="policy file (default: the built-in policy)")
-    serve.add_argument("--workers", help="server processes (default 1)")
-    serve.add_argument("--log-format", choices=["json", "text"], help="default json")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument(
-        "--namespace", help="the webhook's own namespace, never mutated (default: its own)"
-    )
-    serve.add_argument("--service", help="Service name for development certificates")
-    serve.add_argument(
-        "--client-ca",
-        help="require admission callers to present a client certificate signed by this CA"
-        " (PEM), as kube-apiserver does when its admission config gives it one",
-    )
-    serve.add_argument(
-        "--shutdown-delay",
-        help="seconds between SIGTERM, which turns readiness false, and closing the"
-        " listener (default 5)",
-    )
-    serve.add_argument(
-        "--reload-interval",
-        help="seconds between checks of the certificate and policy files for changes (default 2)",
-    )
+    _settings_flags(serve)
 
     review = commands.add_parser(
         "review",
@@ -139,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         " <service>.<namespace>.svc and its other names, then print the base64 caBundle"
         " for `manifests --ca-bundle`.",
     )
-    certs_cmd.add_argument("--service", default="dify-volume-init", help="Service name")
-    certs_cmd.add_argument("--namespace", default="dify-volume-init", help="its namespace")
+    certs_cmd.add_argument("--service", default=PRODUCT, help="Service name")
+    certs_cmd.add_argument("--namespace", default=PRODUCT, help="its namespace")
     certs_cmd.add_argument("--out-dir", default="certs", help="where to write (default certs/)")
     certs_cmd.add_argument(
         "--days", type=int, default=365, help="serving certificate lifetime, at most 365"
@@ -155,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         " MutatingWebhookConfiguration, whose object selection is derived from the policy.",
     )
     manifests_cmd.add_argument("--policy", help="policy file (default: the built-in policy)")
-    manifests_cmd.add_argument(
-        "--namespace", default="dify-volume-init", help="namespace to install into"
-    )
+    manifests_cmd.add_argument("--namespace", default=PRODUCT, help="namespace to install into")
     manifests_cmd.add_argument("--image", help="webhook image (default: the release image)")
     tls_source = manifests_cmd.add_mutually_exclusive_group()
     tls_source.add_argument(
@@ -194,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "manifests":
             return _manifests(args)
     except UsageError as exc:
-        print(f"dify-volume-init: {exc}", file=sys.stderr)
+        print(f"{PRODUCT}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -208,21 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {
         name: getattr(args, name)
-        for name in (
-            "host",
-            "port",
-            "tls_cert",
-            "tls_key",
-            "policy",
-            "workers",
-            "log_format",
-            "log_level",
-            "namespace",
-            "service",
-            "client_ca",
-            "shutdown_delay",
-            "reload_interval",
-        )
+        for name in Settings.model_fields
         if getattr(args, name) is not None
     }
     try:

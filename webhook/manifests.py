@@ -20,11 +20,12 @@ import base64
 from typing import Any
 
 from webhook import __version__, certs
+from webhook.engine import PRODUCT
 from webhook.engine.policy import LabelSelector, Policy
 from webhook.review import emit
 
-NAME = "dify-volume-init"
-DEFAULT_NAMESPACE = "dify-volume-init"
+NAME = PRODUCT
+DEFAULT_NAMESPACE = PRODUCT
 DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{__version__}"
 TLS_SECRET = f"{NAME}-tls"
 POLICY_CONFIGMAP = f"{NAME}-policy"

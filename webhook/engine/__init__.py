@@ -7,3 +7,6 @@ dry run shows exactly what the cluster gets. Its modules, bottom up:
 `patches`, `envexpand`, `initscript` (with `volume-init.sh`), `mutation` (the
 decision) and `admission` (the AdmissionReview envelope around it).
 """
+
+PRODUCT = "dify-volume-init"
+"""The product's name, and the default name of its namespace, Service and objects."""

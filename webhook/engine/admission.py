@@ -29,30 +29,6 @@ API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 WARNING_PREFIX = "volume-init: "
 
 
-class GroupVersionKind(TypedDict, total=False):
-    group: str
-    version: str
-    kind: str
-
-
-class GroupVersionResource(TypedDict, total=False):
-    group: str
-    version: str
-    resource: str
-
-
-class AdmissionRequest(TypedDict, total=False):
-    uid: str
-    kind: GroupVersionKind
-    resource: GroupVersionResource
-    subResource: str
-    name: str
-    namespace: str
-    operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
-    object: dict[str, Any] | None
-    dryRun: bool
-
-
 class Status(TypedDict):
     code: int
     reason: str

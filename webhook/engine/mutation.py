@@ -93,7 +93,6 @@ class Decision:
     patch: list[Operation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rule: str | None = None
-    volumes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # NB: a pod can produce a warning per mount; kube-apiserver keeps 4 KiB.
@@ -481,7 +480,6 @@ def _apply(
             pod,
             warnings=warnings,
             rule=rule.name,
-            volumes=fixed,
         )
     return Decision(
         "injected",
@@ -491,7 +489,6 @@ def _apply(
         patch=builder.operations,
         warnings=warnings,
         rule=rule.name,
-        volumes=fixed,
     )
 
 

@@ -41,15 +41,23 @@ class PatchBuilder:
 
     def get(self, path: tuple[Key, ...]) -> Any:
         """The value at `path` in the result, or None where any part is absent."""
+        if not path:
+            return self.result
+        node, depth = self._walk(path[:-1])
+        return _child(node, path[-1]) if depth == len(path) - 1 else None
+
+    def _walk(self, path: tuple[Key, ...]) -> tuple[Any, int]:
+        """The deepest mapping or array along `path` in the result, and how many parts
+        of `path` lead to it."""
         node: Any = self.result
+        depth = 0
         for part in path:
-            if isinstance(node, dict) and isinstance(part, str):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
-                return None
-        return node
+            child = _child(node, part)
+            if type(child) is not dict and type(child) is not list:
+                break
+            node = child
+            depth += 1
+        return node, depth
 
     def set_default(
         self, path: tuple[Key, ...], key: str, value: Any, *, overwrite: bool = False
@@ -62,20 +70,7 @@ class PatchBuilder:
         an existing member as replacing it). Returns True when it changed
         something.
         """
-        # Find the deepest existing container along the path.
-        node: Any = self.result
-        depth = 0
-        for part in path:
-            if type(node) is dict and type(part) is str:
-                child = node.get(part)
-            elif type(node) is list and type(part) is int and 0 <= part < len(node):
-                child = node[part]
-            else:
-                child = None
-            if type(child) is not dict and type(child) is not list:
-                break
-            node = child
-            depth += 1
+        node, depth = self._walk(path)
         if depth == len(path):
             if not overwrite and type(node) is dict and node.get(key) is not None:
                 return False
@@ -137,3 +132,13 @@ class PatchBuilder:
         """Set member `key` of the existing mapping at `path` and record the `add`."""
         self._writable(path)[key] = value
         self.operations.append({"op": "add", "path": pointer((*path, key)), "value": value})
+
+
+def _child(node: Any, part: Key) -> Any:
+    """`node[part]` when `node` is a mapping (and `part` a key) or an array (and `part`
+    an index in range), else None."""
+    if type(node) is dict and type(part) is str:
+        return node.get(part)
+    if type(node) is list and type(part) is int and 0 <= part < len(node):
+        return node[part]
+    return None

@@ -184,10 +184,6 @@ class LabelSelector(_Model):
     @functools.cached_property
     def description(self) -> str:
         """The selector in `kubectl get -l` syntax, for messages (computed once)."""
-        return self.describe()
-
-    def describe(self) -> str:
-        """The selector in `kubectl get -l` syntax, for messages."""
         parts = [f"{k}={v}" for k, v in self.match_labels.items()]
         for expr in self.match_expressions:
             if expr.operator == "Exists":

@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.engine import admission, mutation
+from webhook.engine import PRODUCT, admission, mutation
 from webhook.engine.errors import BadRequest, InvalidObject
 from webhook.engine.patches import Key, Operation, pointer
 from webhook.engine.policy import Policy
 
-DEFAULT_WEBHOOK_NAMESPACE = "dify-volume-init"
+DEFAULT_WEBHOOK_NAMESPACE = PRODUCT
 
 TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Deployment": ("spec", "template"),

@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from webhook.engine import admission, limits
+from webhook.engine import PRODUCT, admission, limits
 from webhook.engine.errors import BadRequest, PayloadTooLarge
 from webhook.serving import logs, reload
 from webhook.serving.runtime import Runtime
@@ -56,7 +56,7 @@ def create_app(
                     await task
 
     app = FastAPI(
-        title="dify-volume-init",
+        title=PRODUCT,
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

@@ -3,7 +3,8 @@
 Settings are not policy: they say how the process runs, never what it
 mutates. Each has a command-line flag and an environment variable
 `VOLUME_INIT_<FLAG>` (flags win), read by pydantic-settings when the command
-line builds a `Settings`; nothing is read at import time.
+line builds a `Settings`; nothing is read at import time. The model is the one
+source of the flags: cli.py makes them from its fields.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webhook.engine import PRODUCT
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_TLS_CERT = DEFAULT_CERT_DIR / "tls.crt"
@@ -25,17 +28,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VOLUME_INIT_", extra="forbid", frozen=True)
 
-    host: str = "0.0.0.0"  # noqa: S104 - a webhook serves the cluster network
-    port: int = Field(default=8443, ge=1, le=65535)
-    tls_cert: Path = DEFAULT_TLS_CERT
-    tls_key: Path = DEFAULT_TLS_KEY
-    policy: Path | None = None
-    client_ca: Path | None = None
-    workers: int = Field(default=1, ge=1, le=64)
-    log_format: Literal["json", "text"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    namespace: str = Field(default="", description="the webhook's own namespace, never mutated")
-    service: str = "dify-volume-init"
+    # NB: the order, names, defaults and descriptions here are the `serve` flags
+    # and their --help (cli.py generates them): one edit adds a setting.
+    host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104
+    port: int = Field(default=8443, ge=1, le=65535, description="port to listen on")
+    tls_cert: Path = Field(
+        default=DEFAULT_TLS_CERT,
+        description="serving certificate, PEM (a development CA and certificate are"
+        " generated in certs/ when both defaults are absent)",
+    )
+    tls_key: Path = Field(default=DEFAULT_TLS_KEY, description="serving key, PEM")
+    policy: Path | None = Field(default=None, description="policy file (default: the built-in)")
+    workers: int = Field(default=1, ge=1, le=64, description="server processes")
+    log_format: Literal["json", "text"] = Field(default="json", description="log line format")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="least severe level logged"
+    )
+    namespace: str = Field(
+        default="",
+        description=f"the webhook's own namespace, never mutated (default: the service"
+        f" account's, else {PRODUCT})",
+    )
+    service: str = Field(default=PRODUCT, description="Service name in development certificates")
+    client_ca: Path | None = Field(
+        default=None,
+        description="require admission callers to present a client certificate signed by"
+        " this CA (PEM), as kube-apiserver does when its admission config gives it one",
+    )
     shutdown_delay: float = Field(
         default=5.0,
         ge=0,
@@ -51,9 +70,9 @@ class Settings(BaseSettings):
         if self.namespace:
             return self.namespace
         try:
-            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "dify-volume-init"
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or PRODUCT
         except OSError:
-            return "dify-volume-init"
+            return PRODUCT
 
     def uses_default_certificate(self) -> bool:
         """True when the certificate paths are the built-in ones (dev certs may be made)."""
