@@ -94,17 +94,25 @@ def decode(body: bytes) -> dict[str, Any]:
     return document
 
 
-def answer(
-    document: dict[str, Any],
-    policy: Policy,
-    *,
-    restricted: bool = False,
-    protected_namespaces: frozenset[str] = frozenset(),
-) -> Answer:
-    """The answer to one decoded AdmissionReview; `BadRequest` when it is malformed."""
+@dataclass(frozen=True)
+class Request:
+    """What the webhook reads of an AdmissionReview's envelope, checked."""
+
+    api_version: str
+    uid: str
+    operation: str
+    namespace: str
+    name: str
+    dry_run: bool
+    is_pod: bool
+    object: Any
+
+
+def parse_request(document: dict[str, Any]) -> Request:
+    """The envelope of a decoded AdmissionReview; `BadRequest` naming the field when
+    it is malformed. NB: request values are never echoed: these messages are logged."""
     api_version = document.get("apiVersion")
-    if api_version not in API_VERSIONS:
-        # NB: request values are never echoed: this message is logged.
+    if not isinstance(api_version, str) or api_version not in API_VERSIONS:
         raise BadRequest(f"apiVersion: expected {' or '.join(API_VERSIONS)}")
     if document.get("kind") != "AdmissionReview":
         raise BadRequest("kind: expected AdmissionReview")
@@ -120,42 +128,64 @@ def answer(
     namespace = request.get("namespace") or ""
     if not isinstance(namespace, str):
         raise BadRequest("request.namespace: not a string")
-    dry_run = request.get("dryRun") is True
+    return Request(
+        api_version=api_version,
+        uid=uid,
+        operation=operation,
+        namespace=namespace,
+        name=str(request.get("name") or ""),
+        dry_run=request.get("dryRun") is True,
+        is_pod=_is_pod(request),
+        object=request.get("object"),
+    )
 
-    def allow(reason: str) -> Answer:
-        return Answer(
-            _review(api_version, {"uid": uid, "allowed": True}),
+
+def answer(
+    document: dict[str, Any],
+    policy: Policy,
+    *,
+    restricted: bool = False,
+    protected_namespaces: frozenset[str] = frozenset(),
+) -> Answer:
+    """The answer to one decoded AdmissionReview; `BadRequest` when it is malformed."""
+    request = parse_request(document)
+    if not request.is_pod or request.operation != "CREATE":
+        return _answer(
+            request,
+            {"uid": request.uid, "allowed": True},
             "skipped",
-            reason,
-            uid,
-            namespace=namespace,
-            name=str(request.get("name") or ""),
-            operation=operation,
-            dry_run=dry_run,
+            "not-a-pod" if not request.is_pod else "not-a-create",
         )
-
-    if not _is_pod(request):
-        return allow("not-a-pod")
-    if operation != "CREATE":
-        return allow("not-a-create")
-    pod = request.get("object")
+    pod = request.object
     if not isinstance(pod, dict):
         raise BadRequest("request.object: a pod CREATE must carry the pod as an object")
-    metadata = pod.get("metadata")
-    name = ""
-    if isinstance(metadata, dict):
-        name = str(metadata.get("name") or metadata.get("generateName") or "")
-    name = name or str(request.get("name") or "")
     try:
         decision = mutate(
             pod,
             policy,
-            namespace=namespace or _pod_namespace(pod),
+            namespace=request.namespace or _pod_namespace(pod),
             restricted=restricted,
             protected_namespaces=protected_namespaces,
         )
     except InvalidObject as exc:
         raise BadRequest(f"request.object.{exc}") from None
+    metadata = pod.get("metadata")
+    name = ""
+    if isinstance(metadata, dict):
+        name = str(metadata.get("name") or metadata.get("generateName") or "")
+    return _answer(
+        request,
+        response_of(request.uid, decision),
+        decision.outcome,
+        decision.reason,
+        name=name or request.name,
+        decision=decision,
+    )
+
+
+def response_of(uid: str, decision: Decision) -> AdmissionResponse:
+    """The AdmissionResponse that says `decision`: a patch, a denial, warnings and
+    the audit annotations (outcome, reason, rule)."""
     response: AdmissionResponse = {"uid": uid, "allowed": decision.outcome != "denied"}
     if decision.outcome == "denied":
         response["status"] = {
@@ -172,16 +202,28 @@ def answer(
     if decision.rule:
         audit["rule"] = decision.rule
     response["auditAnnotations"] = audit
+    return response
+
+
+def _answer(
+    request: Request,
+    response: AdmissionResponse,
+    outcome: str,
+    reason: str,
+    *,
+    name: str | None = None,
+    decision: Decision | None = None,
+) -> Answer:
     return Answer(
-        _review(api_version, response),
-        decision.outcome,
-        decision.reason,
-        uid,
-        namespace=namespace,
-        name=name,
-        rule=decision.rule,
-        operation=operation,
-        dry_run=dry_run,
+        _review(request.api_version, response),
+        outcome,
+        reason,
+        request.uid,
+        namespace=request.namespace,
+        name=request.name if name is None else name,
+        rule=decision.rule if decision else None,
+        operation=request.operation,
+        dry_run=request.dry_run,
         decision=decision,
     )
 

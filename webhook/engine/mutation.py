@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from webhook.engine import envexpand, hostpaths, initscript, limits, podshape
+from webhook.engine import PRODUCT, envexpand, hostpaths, initscript, limits, podshape
 from webhook.engine.patches import Operation, PatchBuilder
 from webhook.engine.policy import Policy, Rule
 
@@ -215,7 +215,10 @@ def mutate(
                 " has no problem",
                 rule.name,
             )
-        return _apply(pod, rule, scan.mounts, restricted=restricted, where=where)
+        classified = _classify(pod, rule, scan.mounts, where=where)
+        if isinstance(classified, Decision):
+            return classified
+        return _apply(pod, rule, classified, restricted=restricted, where=where)
     if passed:
         reason, message, rule_name = next(
             (p for p in passed if p[0] == "image-not-listed"), passed[0]
@@ -347,20 +350,30 @@ def _read_only(volume: dict[str, Any], source: str) -> str | None:
     return None
 
 
-def _apply(
-    pod: dict[str, Any], rule: Rule, mounts: list[_Mount], *, restricted: bool, where: str
-) -> Decision:
-    spec = pod["spec"]
-    volumes = {v["name"]: v for v in spec.get("volumes") or ()}
+@dataclass
+class _Classified:
+    """The storage mounts a pod's patch will fix, and what was said of the others."""
+
+    fixable: list[_Mount]
+    sources: dict[str, str]
+    """Each fixable volume's source type (`persistentVolumeClaim`, `nfs`, ...)."""
+    warnings: list[str]
+
+
+def _classify(
+    pod: dict[str, Any], rule: Rule, mounts: list[_Mount], *, where: str
+) -> _Classified | Decision:
+    """Each storage mount: fixable, or left alone (undeclared, read-only) with a
+    warning; a hostPath of the node's own directories denies the pod. A pod with
+    nothing fixable gets its skip decision here."""
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or ()}
     writable = {m.key for m in mounts if not m.read_only}
-    warnings: list[str] = []
-    fixable: list[_Mount] = []
+    classified = _Classified([], {}, [])
     read_only = 0
-    sources: dict[str, str] = {}
     for mount in mounts:
         volume = volumes.get(mount.volume)
         if volume is None:
-            warnings.append(
+            classified.warnings.append(
                 f"container {mount.container} mounts volume {mount.volume} at"
                 f" {mount.mount_path}, but the pod declares no such volume"
             )
@@ -371,7 +384,9 @@ def _apply(
             why = "mounted read-only by every container that mounts it there"
         if why is not None:
             read_only += 1
-            warnings.append(f"volume {mount.volume} at {mount.mount_path} is {why}: left alone")
+            classified.warnings.append(
+                f"volume {mount.volume} at {mount.mount_path} is {why}: left alone"
+            )
             continue
         if source == "hostPath":
             path = volume["hostPath"]["path"]
@@ -387,33 +402,41 @@ def _apply(
                     f"volume {mount.volume} (mounted at {mount.mount_path} by container"
                     f" {mount.container}) is a hostPath of {hostpaths.shown(path)},"
                     f" {refusal}."
-                    " dify-volume-init will not change ownership there: use a directory of"
+                    f" {PRODUCT} will not change ownership there: use a directory of"
                     " Dify's own (e.g. /srv/dify/storage) or a PersistentVolumeClaim.",
                     pod,
                     rule=rule.name,
                 )
-        sources[mount.volume] = source
-        fixable.append(mount)
-    if not fixable:
-        reason = "read-only-storage" if read_only else "no-storage-mount"
-        what = "writable " if read_only else "fixable "
-        message = (
-            f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"
-        )
-        if read_only:
-            warnings.insert(0, f"not injected: {message}")
-        return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule.name)
+        classified.sources[mount.volume] = source
+        classified.fixable.append(mount)
+    if classified.fixable:
+        return classified
+    reason = "read-only-storage" if read_only else "no-storage-mount"
+    what = "writable " if read_only else "fixable "
+    message = f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"
+    warnings = classified.warnings
+    if read_only:
+        warnings = [f"not injected: {message}", *warnings]
+    return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule.name)
 
+
+def _apply(
+    pod: dict[str, Any], rule: Rule, classified: _Classified, *, restricted: bool, where: str
+) -> Decision:
+    """The patch for the fixable mounts: the init container (not under Pod Security
+    restricted), the securityContext and the status annotation."""
+    fixable, warnings = classified.fixable, classified.warnings
     builder = PatchBuilder(pod)
     fixed = tuple(dict.fromkeys(m.volume for m in fixable))
-    pod_sc: dict[str, Any] = spec.get("securityContext") or {}
-    fs_group = pod_sc.get("fsGroup")
+    fs_group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
     group = rule.group if fs_group is None else fs_group
     owner = f"{rule.user}:{group}"
     init_name: str | None = None
     if restricted:
         weak = [
-            f"{name} ({sources[name]})" for name in fixed if sources[name] in ("hostPath", "nfs")
+            f"{name} ({classified.sources[name]})"
+            for name in fixed
+            if classified.sources[name] in ("hostPath", "nfs")
         ]
         warnings.append(
             f"Pod Security restricted: no init container, only fsGroup {group}"
@@ -421,10 +444,9 @@ def _apply(
             + (f"; make {', '.join(weak)} owned by {owner} on the server" if weak else "")
         )
     else:
-        try:
-            env_from, env = _subpath_env(spec, fixable)
-        except envexpand.Unreproducible as exc:
-            message = f"{where}: a subPathExpr cannot be expanded the same way: {exc}"
+        added = _add_init_container(builder, rule, fixable, group=group, warnings=warnings)
+        if isinstance(added, envexpand.Unreproducible):
+            message = f"{where}: a subPathExpr cannot be expanded the same way: {added}"
             return Decision(
                 "skipped",
                 "subpath-expr-unresolvable",
@@ -433,26 +455,7 @@ def _apply(
                 warnings=[f"not injected: {message}", *warnings],
                 rule=rule.name,
             )
-        init_name = _free_name(spec, rule.init_container.name)
-        if init_name != rule.init_container.name:
-            warnings.append(
-                f"another container is named {rule.init_container.name}:"
-                f" the init container is named {init_name}"
-            )
-        annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        token = annotations.get(FULL_PASS_ANNOTATION)
-        if token is not None:
-            if _FULL_PASS.match(token):
-                env = [*env, {"name": FULL_PASS_ENV, "value": token}]
-            else:
-                warnings.append(
-                    f"annotation {FULL_PASS_ANNOTATION} ignored: expected 1-63 letters, digits"
-                    " or . _ : + - (e.g. a date), starting with a letter or digit"
-                )
-        container = _init_container(
-            rule, fixable, name=init_name, group=group, env_from=env_from, env=env
-        )
-        builder.insert(("spec", "initContainers"), 0, container)
+        init_name = added
     if fs_group is not None and fs_group != rule.group:
         warnings.append(
             f"pod securityContext.fsGroup is {fs_group}, not the policy's group {rule.group}:"
@@ -464,14 +467,8 @@ def _apply(
             )
         )
     _security_context(builder, rule, fixable, warnings)
-    status: dict[str, Any] = {"rule": rule.name, "volumes": list(fixed), "owner": owner}
-    status["initContainer"] = init_name
-    value = orjson.dumps(status).decode()
-    if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
-        builder.set_default(("metadata", "annotations"), STATUS_ANNOTATION, value, overwrite=True)
+    _status_annotation(builder, rule=rule.name, volumes=fixed, owner=owner, init=init_name)
 
-    mounted = ", ".join(dict.fromkeys(f"{m.volume} at {m.mount_path}" for m in fixable))
-    what = "securityContext only (Pod Security restricted)" if restricted else "init container"
     if not builder.operations:
         return Decision(
             "skipped",
@@ -481,6 +478,8 @@ def _apply(
             warnings=warnings,
             rule=rule.name,
         )
+    mounted = ", ".join(dict.fromkeys(f"{m.volume} at {m.mount_path}" for m in fixable))
+    what = "securityContext only (Pod Security restricted)" if restricted else "init container"
     return Decision(
         "injected",
         "restricted" if restricted else "injected",
@@ -490,6 +489,47 @@ def _apply(
         warnings=warnings,
         rule=rule.name,
     )
+
+
+def _add_init_container(
+    builder: PatchBuilder, rule: Rule, fixable: list[_Mount], *, group: int, warnings: list[str]
+) -> str | envexpand.Unreproducible:
+    """Insert the init container first in `initContainers`; its name, or why a
+    `subPathExpr` keeps it out."""
+    pod = builder.result
+    spec = pod["spec"]
+    try:
+        env_from, env = _subpath_env(spec, fixable)
+    except envexpand.Unreproducible as exc:
+        return exc
+    name = _free_name(spec, rule.init_container.name)
+    if name != rule.init_container.name:
+        warnings.append(
+            f"another container is named {rule.init_container.name}:"
+            f" the init container is named {name}"
+        )
+    token = ((pod.get("metadata") or {}).get("annotations") or {}).get(FULL_PASS_ANNOTATION)
+    if token is not None:
+        if _FULL_PASS.match(token):
+            env = [*env, {"name": FULL_PASS_ENV, "value": token}]
+        else:
+            warnings.append(
+                f"annotation {FULL_PASS_ANNOTATION} ignored: expected 1-63 letters, digits"
+                " or . _ : + - (e.g. a date), starting with a letter or digit"
+            )
+    container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
+    builder.insert(("spec", "initContainers"), 0, container)
+    return name
+
+
+def _status_annotation(
+    builder: PatchBuilder, *, rule: str, volumes: tuple[str, ...], owner: str, init: str | None
+) -> None:
+    """The annotation that names what was injected (and how a reinvocation knows it)."""
+    status = {"rule": rule, "volumes": list(volumes), "owner": owner, "initContainer": init}
+    value = orjson.dumps(status).decode()
+    if builder.get(("metadata", "annotations", STATUS_ANNOTATION)) != value:
+        builder.set_default(("metadata", "annotations"), STATUS_ANNOTATION, value, overwrite=True)
 
 
 def _source(volume: dict[str, Any]) -> str:
