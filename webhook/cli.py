@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    _serve_command(commands)
+    _review_command(commands)
+    _certs_command(commands)
+    _manifests_command(commands)
+    _policy_command(commands)
+    return parser
+
+
+def _serve_command(commands: Any) -> None:
+    """`serve`: the HTTPS admission server; its flags come from the settings model."""
     serve = commands.add_parser(
         "serve",
         help="run the HTTPS admission server",
@@ -61,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_flags(serve)
 
+
+def _review_command(commands: Any) -> None:
+    """`review`: the dry run over manifests."""
     review = commands.add_parser(
         "review",
         help="show what the webhook would do to manifests, with no cluster",
@@ -117,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour diffs: auto (default) on a terminal unless NO_COLOR is set",
     )
 
+
+def _certs_command(commands: Any) -> None:
+    """`certs`: the CA and serving certificate files."""
     certs_cmd = commands.add_parser(
         "certs",
         help="write a CA and a serving certificate for the webhook's Service",
@@ -132,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs_cmd.add_argument("--force", action="store_true", help="replace existing files")
 
+
+def _manifests_command(commands: Any) -> None:
+    """`manifests`: the deployment objects."""
     manifests_cmd = commands.add_parser(
         "manifests",
         help="print the deployment YAML (the same objects as deploy/)",
@@ -152,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a cert-manager Issuer and Certificate, and let cert-manager inject the CA",
     )
 
+
+def _policy_command(commands: Any) -> None:
+    """`policy check` and `policy default`."""
     policy_cmd = commands.add_parser("policy", help="work with policy files")
     policy_sub = policy_cmd.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser(
@@ -159,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="the policy file ('-' for standard input)")
     policy_sub.add_parser("default", help="print the built-in policy")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
