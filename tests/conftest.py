@@ -5,8 +5,8 @@ from fastapi.testclient import TestClient
 
 from webhook.engine.policy import Policy, default_policy
 from webhook.serving.app import create_app
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 
 @pytest.fixture(scope="session")
@@ -15,8 +15,8 @@ def policy() -> Policy:
 
 
 @pytest.fixture
-def runtime(policy: Policy) -> Runtime:
-    return Runtime(
+def runtime(policy: Policy) -> ServingState:
+    return ServingState(
         policy=policy,
         protected_namespaces=frozenset({"dify-volume-init"}),
         certificate_loaded=True,
@@ -24,5 +24,5 @@ def runtime(policy: Policy) -> Runtime:
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> TestClient:
+def client(runtime: ServingState) -> TestClient:
     return TestClient(create_app(Settings(namespace="dify-volume-init"), runtime))

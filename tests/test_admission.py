@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import helpers
-from webhook.serving.runtime import Runtime
+from webhook.serving.state import ServingState
 
 API_POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
 
@@ -150,7 +150,7 @@ def test_bodies_over_3_mib_get_413(client: TestClient) -> None:
     assert response.status_code == 413
 
 
-def test_health_readiness_and_metrics(client: TestClient, runtime: Runtime) -> None:
+def test_health_readiness_and_metrics(client: TestClient, runtime: ServingState) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     post(client, helpers.review(API_POD))
@@ -164,7 +164,7 @@ def test_health_readiness_and_metrics(client: TestClient, runtime: Runtime) -> N
     assert response.status_code == 503 and "certificate" in response.text
 
 
-def test_not_ready_without_policy(client: TestClient, runtime: Runtime) -> None:
+def test_not_ready_without_policy(client: TestClient, runtime: ServingState) -> None:
     runtime.policy = None
     assert client.get("/readyz").status_code == 503
     assert client.post("/mutate", json=helpers.review(API_POD)).status_code == 400

@@ -22,8 +22,8 @@ from tests import helpers, podvalidity, strategies
 from webhook.engine import mutation
 from webhook.engine.policy import Policy, default_policy
 from webhook.serving.app import create_app
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 POLICY = default_policy()
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -140,7 +140,7 @@ def test_mutate_never_answers_5xx(body: Any) -> None:
 @functools.cache
 def _client() -> TestClient:
     """One app for all examples keeps the run fast."""
-    runtime = Runtime(policy=POLICY, certificate_loaded=True)
+    runtime = ServingState(policy=POLICY, certificate_loaded=True)
     return TestClient(create_app(Settings(), runtime))
 
 

@@ -23,8 +23,8 @@ from tests import helpers, servers
 from webhook import certs, files
 from webhook.engine import policy
 from webhook.serving import reload
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
 
@@ -186,7 +186,7 @@ def test_watched_keeps_the_last_good_version(
 ) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(policy.default_policy_text())
-    runtime = Runtime(policy=files.load_policy(path))
+    runtime = ServingState(policy=files.load_policy(path))
     (watched,) = reload.watchers(Settings(policy=path), runtime, None)
     assert watched.check() is False  # primed: nothing new
     path.write_text(policy.default_policy_text().replace("group: 1001", "group: 3000"))

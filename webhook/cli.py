@@ -256,7 +256,7 @@ def _review(args: argparse.Namespace) -> int:
     options = documents.Options(
         policy=loaded, namespace=args.namespace, restricted=args.pod_security == "restricted"
     )
-    items: list[documents.Reviewed] = []
+    items: list[documents.ReviewedObject] = []
     results: list[tuple[Any, str]] = []
     bad = unreadable = False
     for source in inputs:

@@ -344,7 +344,7 @@ def _parse_unchecked(text: str) -> Policy:
     return Policy.model_validate(yamlfile.load_one(text).value)
 
 
-def _format_error(err: Any, doc: yamlfile.Located, source: str) -> str:
+def _format_error(err: Any, doc: yamlfile.DocumentWithLines, source: str) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # pydantic puts the failing dict key into loc with a `[key]` suffix; drop it.
     loc = tuple(p for p in loc if p != "[key]")

@@ -28,7 +28,7 @@ class YAMLFileError(ValueError):
 
 
 @dataclass
-class Located:
+class DocumentWithLines:
     """One YAML document: its value and the 1-based line of each path in it."""
 
     value: Any
@@ -51,7 +51,7 @@ class Located:
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_all(text: str, *, track_lines: bool = True) -> Iterator[Located]:
+def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLines]:
     """Yield each document of `text` with its line map.
 
     With `track_lines=False` only each document's first line is recorded,
@@ -75,7 +75,7 @@ def load_all(text: str, *, track_lines: bool = True) -> Iterator[Located]:
                 raise YAMLFileError(str(exc).splitlines()[0], 0) from None
             if node is None:  # pragma: no cover - check_node() said there is one
                 return
-            doc = Located(None, start_line=node.start_mark.line + 1)
+            doc = DocumentWithLines(None, start_line=node.start_mark.line + 1)
             doc.value = _build(loader, node, (), doc.lines if track_lines else None)
             start, end = node.start_mark.index, node.end_mark.index
             doc.text = _leading_comments(text[previous_end:start]) + text[start:end]
@@ -95,12 +95,12 @@ def _leading_comments(between: str) -> str:
     return "".join(kept).lstrip("\n")
 
 
-def load_one(text: str) -> Located:
+def load_one(text: str) -> DocumentWithLines:
     """The single document of `text` (an empty text is a document whose value is None)."""
     docs = list(load_all(text))
     if len(docs) > 1:
         raise YAMLFileError("expected one YAML document, found several", docs[1].start_line)
-    return docs[0] if docs else Located(None)
+    return docs[0] if docs else DocumentWithLines(None)
 
 
 def _reason(exc: yaml.MarkedYAMLError) -> str:

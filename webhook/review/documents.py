@@ -33,7 +33,7 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
-class Reviewed:
+class ReviewedObject:
     """One reviewed object: what to print for it and why."""
 
     label: str
@@ -49,7 +49,10 @@ class Reviewed:
     note: str = ""
     """Why there is no decision: passed through, or the error found."""
     error: bool = False
-    children: list[Reviewed] = field(default_factory=list)
+    children: list[ReviewedObject] = field(default_factory=list)
+    patched: Any = None
+    """The object after the patch where it is not `result`: the pod inside an
+    AdmissionReview, whose result is the answer."""
 
     @property
     def changed(self) -> bool:
@@ -58,7 +61,7 @@ class Reviewed:
             return any(child.changed for child in self.children)
         return bool(self.patch) or (self.decision is not None and self.decision.outcome == "denied")
 
-    def flat(self) -> list[Reviewed]:
+    def flat(self) -> list[ReviewedObject]:
         """This object, or the items of a List."""
         if self.children:
             return [item for child in self.children for item in child.flat()]
@@ -75,7 +78,9 @@ class Options:
     protected_namespaces: frozenset[str] = frozenset({DEFAULT_WEBHOOK_NAMESPACE})
 
 
-def review(value: Any, options: Options, *, source: str = "<input>", line: int = 0) -> Reviewed:
+def review(
+    value: Any, options: Options, *, source: str = "<input>", line: int = 0
+) -> ReviewedObject:
     """Review one document."""
     if not isinstance(value, dict):
         return _problem(value, source, line, "document", "not a mapping (a Kubernetes object)")
@@ -85,7 +90,7 @@ def review(value: Any, options: Options, *, source: str = "<input>", line: int =
         children = [review(item, options, source=source, line=line) for item in value["items"]]
         result = dict(value)
         result["items"] = [child.result for child in children]
-        return Reviewed(label, source, line, value, result, children=children, note="List")
+        return ReviewedObject(label, source, line, value, result, children=children, note="List")
     if kind == "AdmissionReview":
         return _admission_review(value, options, source, line)
     if kind == "Pod":
@@ -105,7 +110,7 @@ def review(value: Any, options: Options, *, source: str = "<input>", line: int =
             line=line,
             label=label,
         )
-    return Reviewed(label, source, line, value, value, note="not a pod or workload")
+    return ReviewedObject(label, source, line, value, value, note="not a pod or workload")
 
 
 def _pod(
@@ -117,7 +122,7 @@ def _pod(
     source: str,
     line: int,
     label: str,
-) -> Reviewed:
+) -> ReviewedObject:
     metadata = document.get("metadata")
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
     if not isinstance(namespace, str) or not namespace:
@@ -135,12 +140,12 @@ def _pod(
         return _problem(document, source, line, label, f"{prefix}{exc}")
     result = _replace(document, path, decision.pod) if decision.patch else document
     patch = [_prefixed(op, path) for op in decision.patch]
-    return Reviewed(label, source, line, document, result, patch=patch, decision=decision)
+    return ReviewedObject(label, source, line, document, result, patch=patch, decision=decision)
 
 
 def _admission_review(
     document: dict[str, Any], options: Options, source: str, line: int
-) -> Reviewed:
+) -> ReviewedObject:
     request = document.get("request")
     uid = request.get("uid") if isinstance(request, dict) else None
     label = f"AdmissionReview {uid}" if isinstance(uid, str) else "AdmissionReview"
@@ -159,7 +164,7 @@ def _admission_review(
         ns = answer.namespace or options.namespace
         name = answer.name or "?"
         label = f"{label} (Pod {ns}/{name})"
-    return Reviewed(
+    return ReviewedObject(
         label,
         source,
         line,
@@ -168,11 +173,12 @@ def _admission_review(
         patch=decision.patch if decision is not None else [],
         decision=decision,
         note="" if decision is not None else f"allowed unchanged ({answer.reason})",
+        patched=decision.pod if decision is not None else None,
     )
 
 
-def _problem(value: Any, source: str, line: int, label: str, message: str) -> Reviewed:
-    return Reviewed(label, source, line, value, value, note=message, error=True)
+def _problem(value: Any, source: str, line: int, label: str, message: str) -> ReviewedObject:
+    return ReviewedObject(label, source, line, value, value, note=message, error=True)
 
 
 def _label(document: dict[str, Any], options: Options) -> str:

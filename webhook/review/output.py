@@ -12,20 +12,20 @@ import json
 from typing import Any
 
 from webhook.review import emit
-from webhook.review.documents import Reviewed
+from webhook.review.documents import ReviewedObject
 
 _RESET = "\033[0m"
 _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "h": "\033[1m"}
 
 
-def diff(items: list[Reviewed], *, colour: bool) -> str:
+def diff(items: list[ReviewedObject], *, colour: bool) -> str:
     """Unified diffs of every changed object (the object inside an AdmissionReview)."""
     out: list[str] = []
     for item in items:
         if not item.patch or item.decision is None:
             continue
         before = emit.emit(item.original).splitlines(keepends=True)
-        after_doc = item.decision.pod if item.label.startswith("AdmissionReview") else item.result
+        after_doc = item.result if item.patched is None else item.patched
         after = emit.emit(after_doc).splitlines(keepends=True)
         lines = list(
             difflib.unified_diff(
@@ -48,7 +48,7 @@ def _paint(lines: list[str], *, colour: bool) -> str:
     return "".join(painted)
 
 
-def patches(items: list[Reviewed]) -> str:
+def patches(items: list[ReviewedObject]) -> str:
     """`# Kind namespace/name` then the object's JSON Patch on one line, per changed object."""
     out = []
     for item in items:
@@ -79,7 +79,7 @@ def documents_json(results: list[Any]) -> str:
     return "".join(json.dumps(value, indent=2, ensure_ascii=False) + "\n" for value in results)
 
 
-def explain(item: Reviewed) -> str:
+def explain(item: ReviewedObject) -> str:
     """One line: why this object is or is not patched."""
     where = f"{item.source}:{item.line}: " if item.line else f"{item.source}: "
     if item.decision is None:

@@ -1,6 +1,6 @@
 """The HTTP shell (docs/design.md#endpoints): routes that decode, delegate and encode.
 
-`create_app()` builds an app from explicit settings and a `Runtime`; nothing
+`create_app()` builds an app from explicit settings and a `ServingState`; nothing
 is built at import time. The admission routes read the raw body (no pydantic
 model of a pod: it would drop fields it does not know) and hand it to
 `admission`; this module only adds the size limit, the status codes, the
@@ -27,15 +27,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from webhook.engine import PRODUCT, admission, limits
 from webhook.engine.errors import BadRequest, PayloadTooLarge
 from webhook.serving import logs, reload
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 _log = logs.get("admission")
 _server_log = logs.get("server")
 
 
 def create_app(
-    settings: Settings, runtime: Runtime, *, watched: Sequence[reload.Watched] = ()
+    settings: Settings, runtime: ServingState, *, watched: Sequence[reload.Watched] = ()
 ) -> FastAPI:
     """The webhook's ASGI app for one process; `watched` files are polled while it runs."""
 
@@ -92,7 +92,7 @@ def create_app(
     return app
 
 
-def _drain_on_sigterm(runtime: Runtime, *, delay: float) -> None:
+def _drain_on_sigterm(runtime: ServingState, *, delay: float) -> None:
     """On SIGTERM, turn readiness false first, and only `delay` seconds later let
     uvicorn stop accepting and finish what is in flight.
 
@@ -137,7 +137,7 @@ class AdmissionRoutes:
     else (probes, metrics) goes on to FastAPI.
     """
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, *, runtime: ServingState) -> None:
         self.app = app
         self.runtime = runtime
 
@@ -177,13 +177,13 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _peer_verified(scope: Scope, runtime: Runtime) -> bool:
+def _peer_verified(scope: Scope, runtime: ServingState) -> bool:
     client = scope.get("client")
     return client is not None and runtime.verified_peers.get(tuple(client), False)
 
 
 async def _admit(
-    scope: Scope, receive: Receive, runtime: Runtime, *, restricted: bool
+    scope: Scope, receive: Receive, runtime: ServingState, *, restricted: bool
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     started = time.perf_counter()
     endpoint = "/mutate/restricted" if restricted else "/mutate"

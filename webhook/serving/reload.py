@@ -27,8 +27,8 @@ from pathlib import Path
 from webhook import certs, files
 from webhook.engine.errors import UsageError
 from webhook.serving import logs, tls
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 _log = logs.get("reload")
 POLL_SECONDS = 2.0
@@ -85,7 +85,7 @@ class Watched:
 class CertificateStore:
     """The serving context in force, swapped on handshakes by an SNI callback."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, runtime: ServingState) -> None:
         self._settings = settings
         self.runtime = runtime
         self.listening = self._build()
@@ -111,7 +111,9 @@ class CertificateStore:
         self.runtime.metrics.certificate_expiry.set(expires.timestamp())
 
 
-def watchers(settings: Settings, runtime: Runtime, store: CertificateStore | None) -> list[Watched]:
+def watchers(
+    settings: Settings, runtime: ServingState, store: CertificateStore | None
+) -> list[Watched]:
     """What to watch in a server process: the certificate pair and the policy file."""
     found: list[Watched] = []
     metrics = runtime.metrics

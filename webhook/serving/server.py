@@ -21,16 +21,16 @@ from uvicorn.supervisors import Multiprocess
 from webhook import certs, files
 from webhook.serving import logs, reload, tls
 from webhook.serving.app import create_app
-from webhook.serving.runtime import Runtime
 from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
 
 _log = logs.get("server")
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Load the policy and the certificate's expiry into a fresh `Runtime`."""
-    runtime = Runtime(
+def build_runtime(settings: Settings) -> ServingState:
+    """Load the policy and the certificate's expiry into a fresh `ServingState`."""
+    runtime = ServingState(
         policy=files.load_policy(settings.policy),
         protected_namespaces=frozenset({settings.own_namespace()}),
     )
@@ -117,7 +117,7 @@ class WebhookConfig(uvicorn.Config):
         self.http_protocol_class = _recording_peers(self.http_protocol_class, store.runtime)
 
 
-def _recording_peers(base: type[asyncio.Protocol], runtime: Runtime) -> type[asyncio.Protocol]:
+def _recording_peers(base: type[asyncio.Protocol], runtime: ServingState) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol, noting per connection whether the client's certificate verified.
 
     NB: uvicorn puts no TLS details in the ASGI scope; the client address it

@@ -1,4 +1,4 @@
-"""Runtime settings of `serve`: where to listen, which files to load, how to log.
+"""ServingState settings of `serve`: where to listen, which files to load, how to log.
 
 Settings are not policy: they say how the process runs, never what it
 mutates. Each has a command-line flag and an environment variable

@@ -1,7 +1,7 @@
 """What a running webhook holds that can change while it serves.
 
 The policy and the serving certificate can be replaced while the process
-runs; the app reads them from one `Runtime` per process instead of globals,
+runs; the app reads them from one `ServingState` per process instead of globals,
 so tests build as many as they like.
 """
 
@@ -14,7 +14,7 @@ from webhook.serving.metrics import Metrics
 
 
 @dataclass
-class Runtime:
+class ServingState:
     """The live state of one webhook process."""
 
     policy: Policy | None
