@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests import helpers, podvalidity, strategies
 from webhook.engine import mutation
-from webhook.engine.policy import Policy, default_policy
+from webhook.engine.policy import default_policy
 from webhook.serving.app import create_app
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
@@ -142,10 +142,6 @@ def _client() -> TestClient:
     """One app for all examples keeps the run fast."""
     runtime = ServingState(policy=POLICY, certificate_loaded=True)
     return TestClient(create_app(Settings(), runtime))
-
-
-def test_policy_fixture_is_default(policy: Policy) -> None:
-    assert policy == POLICY
 
 
 GOLDEN_REVIEWS = [helpers.review(helpers.load_pod(p)) for p in helpers.pod_inputs()]

@@ -18,6 +18,7 @@ import pydantic
 
 from webhook import __version__, files
 from webhook.engine import PRODUCT, policy
+from webhook.engine.admission import DEFAULT_NAMESPACE
 from webhook.engine.errors import UsageError
 
 EXIT_OK = 0
@@ -94,7 +95,7 @@ def _review_command(commands: Any) -> None:
     review.add_argument(
         "-n",
         "--namespace",
-        default="default",
+        default=DEFAULT_NAMESPACE,
         help="namespace of objects that name none (default: default)",
     )
     review.add_argument(

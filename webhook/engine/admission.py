@@ -27,6 +27,8 @@ from webhook.engine.policy import Policy
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 WARNING_PREFIX = "volume-init: "
+DEFAULT_NAMESPACE = "default"
+"""Where a pod without a namespace is created, as kubectl and kube-apiserver place it."""
 
 
 class Status(TypedDict):
@@ -279,4 +281,4 @@ def _is_pod(request: dict[str, Any]) -> bool:
 def _pod_namespace(pod: dict[str, Any]) -> str:
     metadata = pod.get("metadata")
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-    return namespace if isinstance(namespace, str) and namespace else "default"
+    return namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE

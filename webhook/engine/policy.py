@@ -21,8 +21,6 @@ from pydantic.alias_generators import to_camel
 from webhook.engine import hostpaths, images, yamlfile
 from webhook.engine.errors import PolicyError
 
-API_VERSION = "volume-init.dify.ai/v1"
-KIND = "VolumeInitPolicy"
 MAX_ID = 2_147_483_647
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -73,7 +73,7 @@ class Options:
     """How to review: the policy, default namespace and Pod Security mode."""
 
     policy: Policy
-    namespace: str = "default"
+    namespace: str = admission.DEFAULT_NAMESPACE
     restricted: bool = False
     protected_namespaces: frozenset[str] = frozenset({DEFAULT_WEBHOOK_NAMESPACE})
 
