@@ -151,80 +151,86 @@ def mutate(
     metadata = pod.get("metadata") or {}
     annotations: dict[str, str] = metadata.get("annotations") or {}
     labels: dict[str, str] = metadata.get("labels") or {}
-    spec: dict[str, Any] = pod["spec"]
-
-    def skip(reason: str, message: str, rule: str | None = None) -> Decision:
-        warnings = [f"not injected: {message}"] if reason in _TOLD else []
-        return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule)
 
     if MIRROR_ANNOTATION in annotations:
-        return skip("mirror-pod", "mirror pod of a static pod: the kubelet owns it")
+        return _skip(pod, "mirror-pod", "mirror pod of a static pod: the kubelet owns it")
     if namespace in protected_namespaces or namespace in policy.spec.exclude_namespaces:
-        return skip("excluded-namespace", f"namespace {namespace} is excluded")
+        return _skip(pod, "excluded-namespace", f"namespace {namespace} is excluded")
     if (annotations.get(INJECT_ANNOTATION) or "").strip().lower() == "false":
-        return skip("opted-out", f'opted out by annotation {INJECT_ANNOTATION}: "false"')
+        return _skip(pod, "opted-out", f'opted out by annotation {INJECT_ANNOTATION}: "false"')
 
-    passed: list[tuple[str, str, str]] = []  # (reason, message, rule) of rules that matched
+    passed: list[Decision] = []  # rules whose selector matched but that found no storage
     for rule in policy.spec.rules:
         selector = rule.matching_selector(labels)
         if selector is None:
             continue
         where = f"rule {rule.name} (selector {selector.description})"
-        too_big = limits.exceeded(spec)
-        if too_big is not None:
-            return skip("pod-too-large", f"{where}: the pod has {too_big}", rule.name)
-        scan = _scan(spec, rule)
-        if scan.too_large is not None:
-            return skip("pod-too-large", f"{where}: {scan.too_large}", rule.name)
-        if not scan.mounts:
-            paths = ", ".join(rule.mount_paths)
-            if scan.unlisted:
-                wanted = ", ".join(entry.repository for entry in rule.images)
-                passed.append(
-                    (
-                        "image-not-listed",
-                        f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
-                        f" none of the rule's images ({wanted})",
-                        rule.name,
-                    )
-                )
-            else:
-                passed.append(
-                    (
-                        "no-storage-mount",
-                        f"rule {rule.name} matches the labels but no container mounts a volume"
-                        f" at {paths}",
-                        rule.name,
-                    )
-                )
-            continue
-        windows = _windows(spec)
-        if windows is not None:
-            return skip("windows-pod", f"{where}: Windows pod ({windows})", rule.name)
-        ours = _injected(spec, annotations)
-        if ours is not None:
-            return skip(
-                "already-injected", f"already injected: init container {ours} is present", rule.name
-            )
-        if scan.root_images:
-            container, image, since = scan.root_images[0]
-            return skip(
-                "image-runs-as-root",
-                f"{where}: container {container} runs {image}, older than {since}, from which"
-                " the image runs as non-root; forcing a user onto it would change an app that"
-                " has no problem",
+        decision = _decide_for_rule(pod, rule, annotations, where=where, restricted=restricted)
+        if decision.reason not in ("no-storage-mount", "image-not-listed"):
+            return decision
+        passed.append(decision)
+    if passed:
+        return next((d for d in passed if d.reason == "image-not-listed"), passed[0])
+    return _skip(pod, "no-rule-matched", "no rule's pod selector matches the pod's labels")
+
+
+def _skip(pod: dict[str, Any], reason: str, message: str, rule: str | None = None) -> Decision:
+    """The pod left alone; a rule that wanted it says why in a warning too."""
+    warnings = [f"not injected: {message}"] if reason in _TOLD else []
+    return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule)
+
+
+def _decide_for_rule(
+    pod: dict[str, Any], rule: Rule, annotations: dict[str, str], *, where: str, restricted: bool
+) -> Decision:
+    """The decision of one rule whose selector matches: its limits and storage mounts,
+    the skips that keep a pod from being made worse, then the classified mounts and
+    the patch."""
+    spec: dict[str, Any] = pod["spec"]
+    too_big = limits.exceeded(spec)
+    if too_big is not None:
+        return _skip(pod, "pod-too-large", f"{where}: the pod has {too_big}", rule.name)
+    scan = _scan(spec, rule)
+    if scan.too_large is not None:
+        return _skip(pod, "pod-too-large", f"{where}: {scan.too_large}", rule.name)
+    if not scan.mounts:
+        paths = ", ".join(rule.mount_paths)
+        if scan.unlisted:
+            wanted = ", ".join(entry.repository for entry in rule.images)
+            return _skip(
+                pod,
+                "image-not-listed",
+                f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
+                f" none of the rule's images ({wanted})",
                 rule.name,
             )
-        classified = _classify(pod, rule, scan.mounts, where=where)
-        if isinstance(classified, Decision):
-            return classified
-        return _apply(pod, rule, classified, restricted=restricted, where=where)
-    if passed:
-        reason, message, rule_name = next(
-            (p for p in passed if p[0] == "image-not-listed"), passed[0]
+        return _skip(
+            pod,
+            "no-storage-mount",
+            f"rule {rule.name} matches the labels but no container mounts a volume at {paths}",
+            rule.name,
         )
-        return skip(reason, message, rule_name)
-    return skip("no-rule-matched", "no rule's pod selector matches the pod's labels")
+    windows = _windows(spec)
+    if windows is not None:
+        return _skip(pod, "windows-pod", f"{where}: Windows pod ({windows})", rule.name)
+    ours = _injected(spec, annotations)
+    if ours is not None:
+        message = f"already injected: init container {ours} is present"
+        return _skip(pod, "already-injected", message, rule.name)
+    if scan.root_images:
+        container, image, since = scan.root_images[0]
+        return _skip(
+            pod,
+            "image-runs-as-root",
+            f"{where}: container {container} runs {image}, older than {since}, from which"
+            " the image runs as non-root; forcing a user onto it would change an app that"
+            " has no problem",
+            rule.name,
+        )
+    classified = _classify(pod, rule, scan.mounts, where=where)
+    if isinstance(classified, Decision):
+        return classified
+    return _apply(pod, rule, classified, restricted=restricted, where=where)
 
 
 def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
