@@ -54,15 +54,18 @@ def violations(package: str, allowed: set[str], *, internal: tuple[str, ...]) ->
 
 
 def test_the_engine_imports_only_itself_the_standard_library_and_what_it_must() -> None:
+    """Guards the engine's purity."""
     assert violations("engine", ENGINE_THIRD_PARTY, internal=("webhook.engine",)) == []
 
 
 def test_the_review_never_imports_the_server() -> None:
+    """Guards the dry run from pulling in the server."""
     allowed = ENGINE_THIRD_PARTY
     assert violations("review", allowed, internal=("webhook.engine", "webhook.review")) == []
 
 
 def test_the_server_imports_no_command_line() -> None:
+    """Guards the server from importing the command line or the review."""
     allowed = {"fastapi", "starlette", "uvicorn", "prometheus_client", "pydantic_settings"}
     allowed |= ENGINE_THIRD_PARTY
     internal = ("webhook.engine", "webhook.serving", "webhook.certs", "webhook.files")

@@ -46,6 +46,7 @@ def worst_body(name: str) -> bytes:
 def test_the_largest_worst_case_body_is_answered_within_a_second(
     server: servers.Server, name: str
 ) -> None:
+    """Guards bounded, linear work end to end (seen failing with the old directory search)."""
     body = worst_body(name)
     assert limits.MAX_BODY_BYTES - 32 * 1024 < len(body) <= limits.MAX_BODY_BYTES
     stop = threading.Event()
@@ -81,6 +82,7 @@ def test_the_largest_worst_case_body_is_answered_within_a_second(
 
 
 def test_an_oversized_body_is_refused_unread(server: servers.Server) -> None:
+    """Guards the 3 MiB body limit: 413, one line."""
     body = worstcase.body(worstcase.labels_and_annotations, limits.MAX_BODY_BYTES + 64 * 1024)
     assert len(body) > limits.MAX_BODY_BYTES
     with server.client(timeout=30) as client:
@@ -113,6 +115,7 @@ def assert_left_alone(
     ],
 )
 def test_container_and_volume_limits(policy: Policy, kind: str, count: int, says: str) -> None:
+    """Guards the container and volume limits, at the limit and one past it."""
     pod = api_pod()
     spec = pod["spec"]
     assert isinstance(spec, dict)
@@ -134,6 +137,7 @@ def test_container_and_volume_limits(policy: Policy, kind: str, count: int, says
 
 
 def test_storage_mount_limit(policy: Policy) -> None:
+    """Guards the storage-mount limit, at the limit and one past it."""
     pod = api_pod()
     mounts = pod["spec"]["containers"][0]["volumeMounts"]  # type: ignore[index]
     mounts += [
@@ -149,6 +153,7 @@ def test_storage_mount_limit(policy: Policy) -> None:
 
 
 def test_mount_path_longer_than_path_max(policy: Policy) -> None:
+    """Guards the PATH_MAX limit on mounts at or below the storage."""
     pod = api_pod()
     mounts = pod["spec"]["containers"][0]["volumeMounts"]  # type: ignore[index]
     fits = "/app/api/storage/" + "d" * (limits.MAX_PATH_BYTES - len("/app/api/storage/"))
@@ -159,6 +164,7 @@ def test_mount_path_longer_than_path_max(policy: Policy) -> None:
 
 
 def test_copied_env_limit(policy: Policy) -> None:
+    """Guards the limit on env entries copied for a subPathExpr."""
     pod = api_pod()
     container = pod["spec"]["containers"][0]  # type: ignore[index]
     chain = limits.MAX_COPIED_ENV - 1
@@ -174,6 +180,7 @@ def test_copied_env_limit(policy: Policy) -> None:
 
 
 def test_warnings_are_capped_for_the_apiserver(policy: Policy) -> None:
+    """Guards the cap on warnings (kube-apiserver keeps 4 KiB)."""
     pod = api_pod()
     mounts = pod["spec"]["containers"][0]["volumeMounts"]  # type: ignore[index]
     mounts += [{"name": f"ghost-{i}", "mountPath": f"/app/api/storage/g{i}"} for i in range(20)]
@@ -185,6 +192,7 @@ def test_warnings_are_capped_for_the_apiserver(policy: Policy) -> None:
 
 
 def test_limits_cite_their_source() -> None:
+    """Guards that every limit says in a comment where it comes from."""
     source = Path(limits.__file__).read_text()
     for name in ("MAX_BODY_BYTES", "MAX_CONTAINERS", "MAX_VOLUMES", "MAX_STORAGE_MOUNTS"):
         before = source[: source.index(f"\n{name} = ")]

@@ -42,6 +42,7 @@ def decide(pod: dict[str, Any], p: Policy, **kwargs: Any) -> mutation.Decision:
 def test_image_references_split(
     reference: str, repository: str, tag: str | None, digest: str | None
 ) -> None:
+    """Guards images.parse: registry ports, tags and digests are told apart."""
     assert images.parse(reference) == (repository, tag, digest)
 
 
@@ -58,6 +59,7 @@ def test_image_references_split(
     ],
 )
 def test_tag_versions(tag: str, version: tuple[int, int, int] | None) -> None:
+    """Guards parse_version: v-prefixes and fix suffixes parse; other tags name none."""
     assert images.parse_version(tag) == version
 
 
@@ -82,12 +84,14 @@ def test_tag_versions(tag: str, version: tuple[int, int, int] | None) -> None:
     ],
 )
 def test_the_images_guard(policy: Policy, image: str, reason: str) -> None:
+    """Guards the images guard: mirrors count, older tags skip, other repositories not."""
     pod = api_pod()
     pod["spec"]["containers"][0]["image"] = image
     assert decide(pod, policy).reason == reason
 
 
 def test_a_rule_without_images_counts_every_container(policy: Policy) -> None:
+    """Guards that the images guard applies only when a rule lists images."""
     rule = policy.spec.rules[0].model_copy(update={"images": ()})
     open_policy = policy.model_copy(
         update={"spec": policy.spec.model_copy(update={"rules": (rule,)})}
@@ -98,6 +102,7 @@ def test_a_rule_without_images_counts_every_container(policy: Policy) -> None:
 
 
 def test_a_later_rule_with_its_images_can_take_the_pod() -> None:
+    """Guards rule order: a rule whose images do not match passes the pod on to the next."""
     text = policy.default_policy_text().replace("  rules:\n", "  rules:\n" + SITE_RULE, 1)
     p = policy.parse_policy(text, source="p.yaml")
     pod = api_pod()
@@ -129,6 +134,7 @@ SITE_RULE = """\
     ],
 )
 def test_images_entries_are_validated(entry: str, error: str) -> None:
+    """Guards the policy's validation of images entries (quoted versions, bare repositories)."""
     text = policy.default_policy_text()
     start = text.index("      images:")
     errors = policy.policy_errors(text[:start] + f"      images: [{entry}]\n", source="p.yaml")
@@ -139,6 +145,7 @@ def test_images_entries_are_validated(entry: str, error: str) -> None:
 
 
 def test_env_closure_follows_references_in_order() -> None:
+    """Guards envexpand: every entry a subPathExpr depends on, transitively, in order."""
     env = [
         {"name": "A", "value": "$(B)-a"},  # B is not yet defined here: stays literal
         {"name": "B", "value": "b"},
@@ -167,6 +174,7 @@ def test_env_closure_follows_references_in_order() -> None:
 def test_which_env_sources_an_init_container_resolves_alike(
     policy: Policy, value_from: dict[str, Any], reproducible: bool
 ) -> None:
+    """Guards which valueFrom sources are copied and which skip the pod."""
     pod = api_pod()
     container = pod["spec"]["containers"][0]
     container["env"] = [{"name": "X", "valueFrom": value_from}]
@@ -178,6 +186,7 @@ def test_which_env_sources_an_init_container_resolves_alike(
 
 
 def test_two_containers_must_agree_on_the_variables_they_share(policy: Policy) -> None:
+    """Guards envexpand.merge: conflicting definitions or envFrom skip the pod."""
     pod = api_pod()
     worker = copy.deepcopy(pod["spec"]["containers"][0])
     worker["name"] = "worker"
@@ -196,6 +205,7 @@ def test_two_containers_must_agree_on_the_variables_they_share(policy: Policy) -
 
 
 def test_restricted_mode_needs_no_init_container_env(policy: Policy) -> None:
+    """Guards restricted mode (no init container) from a skip for the init env."""
     pod = helpers.load_pod(helpers.PODS / "subpathexpr-resourcefieldref.yaml")
     assert decide(pod, policy, restricted=True).reason == "restricted"
 
@@ -205,6 +215,7 @@ def test_restricted_mode_needs_no_init_container_env(policy: Policy) -> None:
 
 @pytest.mark.parametrize("kind", ["initContainers", "containers", "ephemeralContainers"])
 def test_the_init_container_name_is_unique_across_every_kind(policy: Policy, kind: str) -> None:
+    """Guards name uniqueness across all container kinds, and its reinvocation."""
     pod = api_pod()
     pod["spec"].setdefault(kind, []).append({"name": "volume-permissions", "image": "x:1"})
     decision = decide(pod, policy)
@@ -219,6 +230,7 @@ def test_the_init_container_name_is_unique_across_every_kind(policy: Policy, kin
 
 
 def test_a_long_configured_name_stays_a_dns_label(policy: Policy) -> None:
+    """Guards the suffixed name staying within 63 characters."""
     long_name = "v" * 63
     rule = policy.spec.rules[0]
     named = rule.model_copy(
@@ -232,6 +244,7 @@ def test_a_long_configured_name_stays_a_dns_label(policy: Policy) -> None:
 
 
 def test_ours_is_recognised_by_its_script_when_the_annotation_is_gone(policy: Policy) -> None:
+    """Guards reinvocation when another tool dropped the status annotation."""
     patched = decide(api_pod(), policy).pod
     del patched["metadata"]["annotations"][mutation.STATUS_ANNOTATION]
     again = decide(patched, policy)
@@ -277,6 +290,7 @@ WINDOWS_CASES = [
 def test_windows_pods_by_node_selection(
     policy: Policy, scheduling: dict[str, Any], windows: bool
 ) -> None:
+    """Guards Windows detection by nodeSelector and required node affinity, and its Linux edges."""
     pod = api_pod()
     pod["spec"].update(scheduling)
     assert (decide(pod, policy).reason == "windows-pod") is windows
@@ -301,10 +315,12 @@ def test_windows_pods_by_node_selection(
     ],
 )
 def test_node_state_is_never_chowned(path: str) -> None:
+    """Guards the built-in list of node agents' state, below and above."""
     assert hostpaths.refusal(path) is not None
 
 
 def test_a_policy_adds_forbidden_prefixes_but_cannot_remove_the_built_in_ones() -> None:
+    """Guards forbiddenHostPathPrefixes adding to the built-in list."""
     text = policy.default_policy_text().replace(
         "forbiddenHostPathPrefixes: []", "forbiddenHostPathPrefixes: [/srv/shared]"
     )
@@ -320,6 +336,7 @@ def test_a_policy_adds_forbidden_prefixes_but_cannot_remove_the_built_in_ones() 
 
 
 def test_forbidden_prefixes_are_validated() -> None:
+    """Guards the validation of forbiddenHostPathPrefixes (absolute paths)."""
     text = policy.default_policy_text().replace(
         "forbiddenHostPathPrefixes: []", "forbiddenHostPathPrefixes: [srv]"
     )
@@ -346,6 +363,7 @@ def test_forbidden_prefixes_are_validated() -> None:
     ],
 )
 def test_read_only_sources_are_left_alone(policy: Policy, source: dict[str, Any]) -> None:
+    """Guards read-only-storage for every read-only source kind."""
     pod = api_pod()
     pod["spec"]["volumes"] = [{"name": "app-data", **source}]
     decision = decide(pod, policy)
@@ -354,6 +372,7 @@ def test_read_only_sources_are_left_alone(policy: Policy, source: dict[str, Any]
 
 
 def test_one_read_write_mount_of_a_volume_is_enough(policy: Policy) -> None:
+    """Guards that a volume some container mounts read-write is fixed, read-write."""
     pod = api_pod()
     beat = copy.deepcopy(pod["spec"]["containers"][0])
     beat["name"] = "beat"
@@ -366,6 +385,7 @@ def test_one_read_write_mount_of_a_volume_is_enough(policy: Policy) -> None:
 
 
 def test_an_explicit_null_is_unset(policy: Policy) -> None:
+    """Guards explicit nulls: the pod-level value applies and is reported."""
     pod = api_pod()
     pod["spec"]["securityContext"] = {"runAsUser": 0, "runAsNonRoot": None}
     pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": None, "runAsNonRoot": None}
@@ -378,6 +398,7 @@ def test_an_explicit_null_is_unset(policy: Policy) -> None:
 
 
 def test_messages_name_the_policy_owner_not_a_constant(policy: Policy) -> None:
+    """Guards messages using the policy's user, not a hard-coded 1001."""
     rule = policy.spec.rules[0].model_copy(update={"user": 2500, "group": 2600})
     p = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
     pod = api_pod()
