@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import helpers, sandbox
-from webhook.engine import mutation
+from webhook.engine import initcontainer, mutation
 from webhook.engine.policy import Policy
 
 pytestmark = [
@@ -563,7 +563,7 @@ def test_restarts_stay_quick_and_a_full_pass_can_be_asked_for(
     assert "nothing to do" in again.stdout
     assert os.lstat(late).st_uid == 0, "the trade-off the README states"
 
-    pod["metadata"]["annotations"] = {mutation.FULL_PASS_ANNOTATION: "2026-11-28"}
+    pod["metadata"]["annotations"] = {initcontainer.FULL_PASS_ANNOTATION: "2026-11-28"}
     init = mutation.mutate(pod, policy, namespace="dify").pod["spec"]["initContainers"][0]
     full = sandbox.run_container(init, {"app-data": storage}, tmp_path)
     assert full.returncode == 0, full.stderr

@@ -21,29 +21,33 @@ second call on its own output (reinvocation) yields no patch.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import orjson
 
-from webhook.engine import PRODUCT, envexpand, hostpaths, initscript, limits, podshape
+from webhook.engine import (
+    PRODUCT,
+    envexpand,
+    hostpaths,
+    initcontainer,
+    initscript,
+    limits,
+    podshape,
+    storage,
+)
 from webhook.engine.patches import Operation, PatchBuilder
 from webhook.engine.policy import Policy, Rule
 
 ANNOTATION_PREFIX = "volume-init.dify.ai/"
 INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
-FULL_PASS_ANNOTATION = ANNOTATION_PREFIX + "full-pass"
-FULL_PASS_ENV = "VOLUME_INIT_FULL_PASS"  # noqa: S105 (a walk, not a password)
-# A token the script records in its flag: a new one forces one full walk.
-_FULL_PASS = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9._:+]{0,62}$")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 
 # Volume types the kubelet always mounts read-only.
 _READ_ONLY_SOURCES = frozenset({"configMap", "secret", "projected", "downwardAPI", "image"})
-_NAME_LIMIT = 63  # a container name is a DNS-1123 label
+
 
 Outcome = Literal["injected", "skipped", "denied"]
 
@@ -97,39 +101,6 @@ class Decision:
     def __post_init__(self) -> None:
         # NB: a pod can produce a warning per mount; kube-apiserver keeps 4 KiB.
         object.__setattr__(self, "warnings", limits.capped(self.warnings))
-
-
-class _Mount(NamedTuple):
-    """One mount at or below a storage path, by a container that counts."""
-
-    container: str
-    kind: str  # "containers" or "initContainers"
-    position: int  # in its list of containers
-    path: str  # normalized mountPath
-    mount_path: str  # as written
-    volume: str
-    sub_path: str | None
-    sub_path_expr: str | None
-    read_only: bool
-    root: str  # the storage path it is at or below
-
-    @property
-    def key(self) -> tuple[str, str | None, str | None]:
-        """What the mount shows of its volume."""
-        return (self.volume, self.sub_path, self.sub_path_expr)
-
-
-@dataclass
-class _Scan:
-    """What one rule finds in a pod's containers."""
-
-    mounts: list[_Mount] = field(default_factory=list)
-    unlisted: list[str] = field(default_factory=list)
-    """Containers mounting a storage path but running none of the rule's images."""
-    root_images: list[tuple[str, str, str]] = field(default_factory=list)
-    """(container, image, nonRootSince) of counted containers whose image runs as root."""
-    too_large: str | None = None
-    """Why the scan stopped early: more storage mounts, or a longer path, than handled."""
 
 
 def mutate(
@@ -190,7 +161,7 @@ def _decide_for_rule(
     too_big = limits.exceeded(spec)
     if too_big is not None:
         return _skip(pod, "pod-too-large", f"{where}: the pod has {too_big}", rule.name)
-    scan = _scan(spec, rule)
+    scan = storage.scan(spec, rule)
     if scan.too_large is not None:
         return _skip(pod, "pod-too-large", f"{where}: {scan.too_large}", rule.name)
     if not scan.mounts:
@@ -231,67 +202,6 @@ def _decide_for_rule(
     if isinstance(classified, Decision):
         return classified
     return _apply(pod, rule, classified, restricted=restricted, where=where)
-
-
-def _scan(spec: dict[str, Any], rule: Rule) -> _Scan:
-    """The mounts at or below the rule's storage paths, by containers that count.
-
-    A container's mount at a storage path is a root; its mounts below a root
-    (an NFS share at `/app/api/storage/upload_files`) are fixed with it.
-    Linear: each mount is normalized once and compared with at most the
-    rule's few storage paths; the scan stops at the first mount past a limit.
-    """
-    scan = _Scan()
-    storage = rule.mount_path_set
-    for kind in ("containers", "initContainers"):
-        for index, container in enumerate(spec.get(kind) or ()):
-            entries = container.get("volumeMounts") or ()
-            paths = [hostpaths.normalize(m["mountPath"]) for m in entries]
-            roots = {p for p in paths if p in storage}
-            if not roots:
-                continue
-            name = container.get("name") or f"{kind}[{index}]"
-            if rule.images:
-                image = container.get("image") or ""
-                entry = rule.image_rule(image)
-                if entry is None:
-                    scan.unlisted.append(name)
-                    continue
-                if entry.runs_as_root(image):
-                    scan.root_images.append((name, image, str(entry.non_root_since)))
-            # A storage path below another one of the same container is nested in it.
-            top = [r for r in roots if not any(r != o and hostpaths.within(r, o) for o in roots)]
-            for mount, path in zip(entries, paths, strict=True):
-                root = next((r for r in top if hostpaths.within(path, r)), None)
-                if root is None:
-                    continue
-                if len(scan.mounts) == limits.MAX_STORAGE_MOUNTS:
-                    scan.too_large = (
-                        f"more than {limits.MAX_STORAGE_MOUNTS} mounts at or below"
-                        f" {', '.join(rule.mount_paths)}, the most the webhook handles"
-                    )
-                    return scan
-                if len(path) > limits.MAX_PATH_BYTES:
-                    scan.too_large = (
-                        f"container {name} mounts a path of {len(path)} bytes below the storage,"
-                        f" longer than PATH_MAX ({limits.MAX_PATH_BYTES})"
-                    )
-                    return scan
-                scan.mounts.append(
-                    _Mount(
-                        container=name,
-                        kind=kind,
-                        position=index,
-                        path=path,
-                        mount_path=mount["mountPath"],
-                        volume=mount["name"],
-                        sub_path=mount.get("subPath") or None,
-                        sub_path_expr=mount.get("subPathExpr") or None,
-                        read_only=mount.get("readOnly") is True,
-                        root=root,
-                    )
-                )
-    return scan
 
 
 def _windows(spec: dict[str, Any]) -> str | None:
@@ -360,14 +270,14 @@ def _read_only(volume: dict[str, Any], source: str) -> str | None:
 class _Classified:
     """The storage mounts a pod's patch will fix, and what was said of the others."""
 
-    fixable: list[_Mount]
+    fixable: list[storage.Mount]
     sources: dict[str, str]
     """Each fixable volume's source type (`persistentVolumeClaim`, `nfs`, ...)."""
     warnings: list[str]
 
 
 def _classify(
-    pod: dict[str, Any], rule: Rule, mounts: list[_Mount], *, where: str
+    pod: dict[str, Any], rule: Rule, mounts: list[storage.Mount], *, where: str
 ) -> _Classified | Decision:
     """Each storage mount: fixable, or left alone (undeclared, read-only) with a
     warning; a hostPath of the node's own directories denies the pod. A pod with
@@ -450,7 +360,7 @@ def _apply(
             + (f"; make {', '.join(weak)} owned by {owner} on the server" if weak else "")
         )
     else:
-        added = _add_init_container(builder, rule, fixable, group=group, warnings=warnings)
+        added = initcontainer.add(builder, rule, fixable, group=group, warnings=warnings)
         if isinstance(added, envexpand.Unreproducible):
             message = f"{where}: a subPathExpr cannot be expanded the same way: {added}"
             return Decision(
@@ -497,37 +407,6 @@ def _apply(
     )
 
 
-def _add_init_container(
-    builder: PatchBuilder, rule: Rule, fixable: list[_Mount], *, group: int, warnings: list[str]
-) -> str | envexpand.Unreproducible:
-    """Insert the init container first in `initContainers`; its name, or why a
-    `subPathExpr` keeps it out."""
-    pod = builder.result
-    spec = pod["spec"]
-    try:
-        env_from, env = _subpath_env(spec, fixable)
-    except envexpand.Unreproducible as exc:
-        return exc
-    name = _free_name(spec, rule.init_container.name)
-    if name != rule.init_container.name:
-        warnings.append(
-            f"another container is named {rule.init_container.name}:"
-            f" the init container is named {name}"
-        )
-    token = ((pod.get("metadata") or {}).get("annotations") or {}).get(FULL_PASS_ANNOTATION)
-    if token is not None:
-        if _FULL_PASS.match(token):
-            env = [*env, {"name": FULL_PASS_ENV, "value": token}]
-        else:
-            warnings.append(
-                f"annotation {FULL_PASS_ANNOTATION} ignored: expected 1-63 letters, digits"
-                " or . _ : + - (e.g. a date), starting with a letter or digit"
-            )
-    container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
-    builder.insert(("spec", "initContainers"), 0, container)
-    return name
-
-
 def _status_annotation(
     builder: PatchBuilder, *, rule: str, volumes: tuple[str, ...], owner: str, init: str | None
 ) -> None:
@@ -545,153 +424,8 @@ def _source(volume: dict[str, Any]) -> str:
     return "emptyDir"  # a volume with no source: kube-apiserver will reject it
 
 
-def _free_name(spec: dict[str, Any], wanted: str) -> str:
-    """`wanted`, or `wanted-N`: a name no init, regular or ephemeral container has.
-
-    kube-apiserver refuses a pod whose containers of any kind share a name.
-    At most one more try than there are containers, so it always ends.
-    """
-    taken = {
-        container.get("name")
-        for kind in podshape.CONTAINER_KINDS
-        for container in spec.get(kind) or ()
-    }
-    name = wanted
-    suffix = 2
-    while name in taken:
-        tail = f"-{suffix}"
-        name = wanted[: _NAME_LIMIT - len(tail)].rstrip("-") + tail
-        suffix += 1
-    return name
-
-
-def _subpath_env(spec: dict[str, Any], mounts: list[_Mount]) -> tuple[list[Any], list[Any]]:
-    """The `envFrom` and `env` the init container needs for the `subPathExpr` mounts."""
-    expressions: dict[tuple[str, int], list[str]] = {}
-    names: dict[tuple[str, int], str] = {}
-    for mount in mounts:
-        if mount.sub_path_expr:
-            expressions.setdefault((mount.kind, mount.position), []).append(mount.sub_path_expr)
-            names[(mount.kind, mount.position)] = mount.container
-    requirements = []
-    for (kind, index), texts in expressions.items():
-        container = spec[kind][index]
-        env = podshape.check_env(container, f"spec.{kind}[{index}]")
-        requirements.append(envexpand.requirement(container, env, texts, name=names[(kind, index)]))
-    return envexpand.merge(requirements)
-
-
-def _directories(mounts: list[_Mount]) -> list[tuple[str, _Mount]]:
-    """Where the init container mounts each of `mounts`: a tree per storage root.
-
-    Each container's mounts under one storage root form a tree (the root and
-    the mounts below it, at their paths relative to the root). Containers
-    whose trees are the same share one; a different tree gets its own base
-    directory (`/app/api/storage-2`), never inside or above another, so that
-    the init container's mounts neither shadow nor nest in each other.
-    """
-    trees: dict[tuple[Any, ...], tuple[str, list[tuple[str, _Mount]]]] = {}
-    by_container: dict[tuple[str, int, str, int], list[tuple[str, _Mount]]] = {}
-    # NB: kube-apiserver compares mount paths as written, so one container may
-    # mount two volumes at `/app/api/storage` and `/app/api/storage/`; the second
-    # goes in a tree of its own (a slot), as the init container's may not repeat.
-    slots: dict[tuple[str, int, str, str], int] = {}
-    for mount in mounts:
-        relative = mount.path[len(mount.root) :].lstrip("/")
-        place = (mount.kind, mount.position, mount.root, relative)
-        slot = slots.get(place, 0)
-        slots[place] = slot + 1
-        by_container.setdefault((mount.kind, mount.position, mount.root, slot), []).append(
-            (relative, mount)
-        )
-    for (_, _, root, _), entries in by_container.items():
-        shape = (root, frozenset((rel, *m.key) for rel, m in entries))
-        trees.setdefault(shape, (root, entries))
-    used: set[str] = set()
-    above_used: set[str] = set()
-    next_suffix: dict[str, int] = {}  # NB: each search resumes where the last one stopped
-    placed: list[tuple[str, _Mount]] = []
-    for storage, entries in trees.values():
-        base = storage
-        suffix = next_suffix.get(storage, 1)
-        while base in used or base in above_used or _below_any(base, used):
-            suffix += 1
-            base = f"{storage}-{suffix}"
-        next_suffix[storage] = suffix
-        used.add(base)
-        parent = base
-        while parent != "/":
-            parent = parent.rsplit("/", 1)[0] or "/"
-            above_used.add(parent)
-        seen: set[tuple[str, tuple[str, str | None, str | None]]] = set()
-        for relative, mount in sorted(entries, key=lambda e: (e[0].count("/"), e[0])):
-            target = f"{base}/{relative}" if relative else base
-            if (target, mount.key) in seen:
-                continue
-            seen.add((target, mount.key))
-            placed.append((target, mount))
-    return placed
-
-
-def _below_any(path: str, bases: set[str]) -> bool:
-    parent = path
-    while parent != "/":
-        parent = parent.rsplit("/", 1)[0] or "/"
-        if parent in bases:
-            return True
-    return False
-
-
-def _init_container(
-    rule: Rule,
-    mounts: list[_Mount],
-    *,
-    name: str,
-    group: int,
-    env_from: list[Any],
-    env: list[Any],
-) -> dict[str, Any]:
-    volume_mounts: list[dict[str, Any]] = []
-    directories: list[str] = []
-    for target, mount in _directories(mounts):
-        entry: dict[str, Any] = {"name": mount.volume, "mountPath": target}
-        if mount.sub_path:
-            entry["subPath"] = mount.sub_path
-        if mount.sub_path_expr:
-            entry["subPathExpr"] = mount.sub_path_expr
-        volume_mounts.append(entry)
-        directories.append(target)
-    ic = rule.init_container
-    container: dict[str, Any] = {
-        "name": name,
-        "image": ic.image,
-        "command": initscript.command(user=rule.user, group=group, directories=directories),
-    }
-    if ic.image_pull_policy:
-        container["imagePullPolicy"] = ic.image_pull_policy
-    if env_from:
-        container["envFrom"] = env_from
-    if env:
-        container["env"] = env
-    resources = ic.resources.to_k8s()
-    if resources:
-        container["resources"] = resources
-    container["securityContext"] = {
-        "runAsUser": 0,
-        "runAsGroup": 0,
-        "runAsNonRoot": False,
-        "privileged": False,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], "add": list(initscript.CAPABILITIES)},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container["volumeMounts"] = volume_mounts
-    return container
-
-
 def _security_context(
-    builder: PatchBuilder, rule: Rule, mounts: list[_Mount], warnings: list[str]
+    builder: PatchBuilder, rule: Rule, mounts: list[storage.Mount], warnings: list[str]
 ) -> None:
     pod_sc_path = ("spec", "securityContext")
     pod_sc: dict[str, Any] = builder.get(pod_sc_path) or {}

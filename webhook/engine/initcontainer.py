@@ -1,0 +1,200 @@
+"""The injected init container: its name, its mounts, the env it needs and its script.
+
+`add()` inserts it first in `initContainers`: named so that no other container
+of the pod shares the name, mounting each storage tree where the script
+expects it (one directory per tree, never inside another), carrying the env a
+`subPathExpr` needs, running `volume-init.sh` with an explicit securityContext
+and only the capabilities the script needs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from webhook.engine import envexpand, initscript, podshape
+from webhook.engine.patches import PatchBuilder
+from webhook.engine.policy import Rule
+from webhook.engine.storage import Mount
+
+FULL_PASS_ANNOTATION = "volume-init.dify.ai/" + "full-pass"
+FULL_PASS_ENV = "VOLUME_INIT_FULL_PASS"  # noqa: S105 (a walk, not a password)
+# A token the script records in its flag: a new one forces one full walk.
+_FULL_PASS = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9._:+]{0,62}$")
+_NAME_LIMIT = 63  # a container name is a DNS-1123 label
+
+
+def add(
+    builder: PatchBuilder, rule: Rule, fixable: list[Mount], *, group: int, warnings: list[str]
+) -> str | envexpand.Unreproducible:
+    """Insert the init container first in `initContainers`; its name, or why a
+    `subPathExpr` keeps it out."""
+    pod = builder.result
+    spec = pod["spec"]
+    try:
+        env_from, env = _subpath_env(spec, fixable)
+    except envexpand.Unreproducible as exc:
+        return exc
+    name = _free_name(spec, rule.init_container.name)
+    if name != rule.init_container.name:
+        warnings.append(
+            f"another container is named {rule.init_container.name}:"
+            f" the init container is named {name}"
+        )
+    token = ((pod.get("metadata") or {}).get("annotations") or {}).get(FULL_PASS_ANNOTATION)
+    if token is not None:
+        if _FULL_PASS.match(token):
+            env = [*env, {"name": FULL_PASS_ENV, "value": token}]
+        else:
+            warnings.append(
+                f"annotation {FULL_PASS_ANNOTATION} ignored: expected 1-63 letters, digits"
+                " or . _ : + - (e.g. a date), starting with a letter or digit"
+            )
+    container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
+    builder.insert(("spec", "initContainers"), 0, container)
+    return name
+
+
+def _free_name(spec: dict[str, Any], wanted: str) -> str:
+    """`wanted`, or `wanted-N`: a name no init, regular or ephemeral container has.
+
+    kube-apiserver refuses a pod whose containers of any kind share a name.
+    At most one more try than there are containers, so it always ends.
+    """
+    taken = {
+        container.get("name")
+        for kind in podshape.CONTAINER_KINDS
+        for container in spec.get(kind) or ()
+    }
+    name = wanted
+    suffix = 2
+    while name in taken:
+        tail = f"-{suffix}"
+        name = wanted[: _NAME_LIMIT - len(tail)].rstrip("-") + tail
+        suffix += 1
+    return name
+
+
+def _subpath_env(spec: dict[str, Any], mounts: list[Mount]) -> tuple[list[Any], list[Any]]:
+    """The `envFrom` and `env` the init container needs for the `subPathExpr` mounts."""
+    expressions: dict[tuple[str, int], list[str]] = {}
+    names: dict[tuple[str, int], str] = {}
+    for mount in mounts:
+        if mount.sub_path_expr:
+            expressions.setdefault((mount.kind, mount.position), []).append(mount.sub_path_expr)
+            names[(mount.kind, mount.position)] = mount.container
+    requirements = []
+    for (kind, index), texts in expressions.items():
+        container = spec[kind][index]
+        env = podshape.check_env(container, f"spec.{kind}[{index}]")
+        requirements.append(envexpand.requirement(container, env, texts, name=names[(kind, index)]))
+    return envexpand.merge(requirements)
+
+
+def _directories(mounts: list[Mount]) -> list[tuple[str, Mount]]:
+    """Where the init container mounts each of `mounts`: a tree per storage root.
+
+    Each container's mounts under one storage root form a tree (the root and
+    the mounts below it, at their paths relative to the root). Containers
+    whose trees are the same share one; a different tree gets its own base
+    directory (`/app/api/storage-2`), never inside or above another, so that
+    the init container's mounts neither shadow nor nest in each other.
+    """
+    trees: dict[tuple[Any, ...], tuple[str, list[tuple[str, Mount]]]] = {}
+    by_container: dict[tuple[str, int, str, int], list[tuple[str, Mount]]] = {}
+    # NB: kube-apiserver compares mount paths as written, so one container may
+    # mount two volumes at `/app/api/storage` and `/app/api/storage/`; the second
+    # goes in a tree of its own (a slot), as the init container's may not repeat.
+    slots: dict[tuple[str, int, str, str], int] = {}
+    for mount in mounts:
+        relative = mount.path[len(mount.root) :].lstrip("/")
+        place = (mount.kind, mount.position, mount.root, relative)
+        slot = slots.get(place, 0)
+        slots[place] = slot + 1
+        by_container.setdefault((mount.kind, mount.position, mount.root, slot), []).append(
+            (relative, mount)
+        )
+    for (_, _, root, _), entries in by_container.items():
+        shape = (root, frozenset((rel, *m.key) for rel, m in entries))
+        trees.setdefault(shape, (root, entries))
+    used: set[str] = set()
+    above_used: set[str] = set()
+    next_suffix: dict[str, int] = {}  # NB: each search resumes where the last one stopped
+    placed: list[tuple[str, Mount]] = []
+    for storage, entries in trees.values():
+        base = storage
+        suffix = next_suffix.get(storage, 1)
+        while base in used or base in above_used or _below_any(base, used):
+            suffix += 1
+            base = f"{storage}-{suffix}"
+        next_suffix[storage] = suffix
+        used.add(base)
+        parent = base
+        while parent != "/":
+            parent = parent.rsplit("/", 1)[0] or "/"
+            above_used.add(parent)
+        seen: set[tuple[str, tuple[str, str | None, str | None]]] = set()
+        for relative, mount in sorted(entries, key=lambda e: (e[0].count("/"), e[0])):
+            target = f"{base}/{relative}" if relative else base
+            if (target, mount.key) in seen:
+                continue
+            seen.add((target, mount.key))
+            placed.append((target, mount))
+    return placed
+
+
+def _below_any(path: str, bases: set[str]) -> bool:
+    parent = path
+    while parent != "/":
+        parent = parent.rsplit("/", 1)[0] or "/"
+        if parent in bases:
+            return True
+    return False
+
+
+def _init_container(
+    rule: Rule,
+    mounts: list[Mount],
+    *,
+    name: str,
+    group: int,
+    env_from: list[Any],
+    env: list[Any],
+) -> dict[str, Any]:
+    volume_mounts: list[dict[str, Any]] = []
+    directories: list[str] = []
+    for target, mount in _directories(mounts):
+        entry: dict[str, Any] = {"name": mount.volume, "mountPath": target}
+        if mount.sub_path:
+            entry["subPath"] = mount.sub_path
+        if mount.sub_path_expr:
+            entry["subPathExpr"] = mount.sub_path_expr
+        volume_mounts.append(entry)
+        directories.append(target)
+    ic = rule.init_container
+    container: dict[str, Any] = {
+        "name": name,
+        "image": ic.image,
+        "command": initscript.command(user=rule.user, group=group, directories=directories),
+    }
+    if ic.image_pull_policy:
+        container["imagePullPolicy"] = ic.image_pull_policy
+    if env_from:
+        container["envFrom"] = env_from
+    if env:
+        container["env"] = env
+    resources = ic.resources.to_k8s()
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": list(initscript.CAPABILITIES)},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container["volumeMounts"] = volume_mounts
+    return container
