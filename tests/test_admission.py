@@ -24,6 +24,7 @@ def post(client: TestClient, body: Any, path: str = "/mutate") -> Any:
 
 @pytest.mark.parametrize("api_version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
 def test_uid_version_and_patch_are_echoed(client: TestClient, api_version: str) -> None:
+    """Guards the envelope: apiVersion, kind and uid echoed; the patch base64 JSON Patch."""
     body = helpers.review(API_POD, api_version=api_version, uid="0b1f-uid")
     answer = post(client, body)
     assert answer["apiVersion"] == api_version
@@ -43,11 +44,13 @@ def test_uid_version_and_patch_are_echoed(client: TestClient, api_version: str) 
 
 @pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
 def test_only_create_is_patched(client: TestClient, operation: str) -> None:
+    """Guards that UPDATE, DELETE and CONNECT are allowed with no patch."""
     answer = post(client, helpers.review(API_POD, operation=operation))
     assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
 
 
 def test_other_kinds_and_subresources_are_allowed_unchanged(client: TestClient) -> None:
+    """Guards that only pods (not other kinds or subresources) are patched."""
     body = helpers.review(API_POD, kind="Deployment")
     body["request"]["kind"] = {"group": "apps", "version": "v1", "kind": "Deployment"}
     assert "patch" not in post(client, body)["response"]
@@ -57,12 +60,14 @@ def test_other_kinds_and_subresources_are_allowed_unchanged(client: TestClient) 
 
 
 def test_dry_run_gets_the_same_patch(client: TestClient) -> None:
+    """Guards dryRun: the same patch, no side effects."""
     wet = post(client, helpers.review(API_POD))
     dry = post(client, helpers.review(API_POD, dry_run=True))
     assert helpers.decoded_patch(dry) == helpers.decoded_patch(wet)
 
 
 def test_reinvocation_with_the_patched_pod_returns_no_patch(client: TestClient) -> None:
+    """Guards idempotence over HTTP: reinvocation returns no patch."""
     patched = jsonpatch.apply_patch(
         API_POD, helpers.decoded_patch(post(client, helpers.review(API_POD)))
     )
@@ -72,6 +77,7 @@ def test_reinvocation_with_the_patched_pod_returns_no_patch(client: TestClient) 
 
 
 def test_restricted_endpoint_injects_no_init_container(client: TestClient) -> None:
+    """Guards /mutate/restricted: securityContext and annotation only."""
     answer = post(client, helpers.review(API_POD), "/mutate/restricted")
     patch = helpers.decoded_patch(answer)
     assert patch
@@ -85,6 +91,7 @@ def test_restricted_endpoint_injects_no_init_container(client: TestClient) -> No
 
 
 def test_denial_is_200_with_a_message(client: TestClient) -> None:
+    """Guards the denial channel: HTTP 200, allowed false, a message."""
     pod = helpers.load_pod(helpers.PODS / "plain-worker-hostpath-etc.yaml")
     response = client.post("/mutate", json=helpers.review(pod))
     assert response.status_code == 200
@@ -96,6 +103,7 @@ def test_denial_is_200_with_a_message(client: TestClient) -> None:
 
 
 def test_warnings_explain_conflicts(client: TestClient) -> None:
+    """Guards response.warnings: conflicts are explained, prefixed."""
     pod = helpers.load_pod(helpers.PODS / "conflicts.yaml")
     warnings = post(client, helpers.review(pod))["response"]["warnings"]
     assert any("fsGroup is 2000" in w for w in warnings)
@@ -103,6 +111,7 @@ def test_warnings_explain_conflicts(client: TestClient) -> None:
 
 
 def test_the_webhooks_own_namespace_is_never_mutated(client: TestClient) -> None:
+    """Guards the webhook's own namespace from mutation."""
     answer = post(client, helpers.review(API_POD, namespace="dify-volume-init"))
     assert helpers.decoded_patch(answer) is None
     assert answer["response"]["auditAnnotations"]["reason"] == "excluded-namespace"
@@ -129,6 +138,7 @@ def test_the_webhooks_own_namespace_is_never_mutated(client: TestClient) -> None
 def test_malformed_requests_get_400_with_one_line(
     client: TestClient, body: bytes, reason: str
 ) -> None:
+    """Guards the request channel: 400 with one line naming the field."""
     response = client.post("/mutate", content=body)
     assert response.status_code == 400
     assert reason in response.text
@@ -136,6 +146,7 @@ def test_malformed_requests_get_400_with_one_line(
 
 
 def test_malformed_pod_is_named_in_the_reason(client: TestClient) -> None:
+    """Guards that a mistyped pod field is named in the 400's reason."""
     pod = json.loads(json.dumps(API_POD))
     pod["spec"]["containers"][0]["volumeMounts"][0].pop("mountPath")
     response = client.post("/mutate", json=helpers.review(pod))
@@ -146,11 +157,13 @@ def test_malformed_pod_is_named_in_the_reason(client: TestClient) -> None:
 
 
 def test_bodies_over_3_mib_get_413(client: TestClient) -> None:
+    """Guards the body limit: 413."""
     response = client.post("/mutate", content=b" " * (3 * 1024 * 1024 + 1))
     assert response.status_code == 413
 
 
 def test_health_readiness_and_metrics(client: TestClient, runtime: ServingState) -> None:
+    """Guards the probes and the metrics endpoint and its counters."""
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     post(client, helpers.review(API_POD))
@@ -165,6 +178,7 @@ def test_health_readiness_and_metrics(client: TestClient, runtime: ServingState)
 
 
 def test_not_ready_without_policy(client: TestClient, runtime: ServingState) -> None:
+    """Guards readiness: 503 and no admissions until a policy is loaded."""
     runtime.policy = None
     assert client.get("/readyz").status_code == 503
     assert client.post("/mutate", json=helpers.review(API_POD)).status_code == 400
@@ -173,6 +187,8 @@ def test_not_ready_without_policy(client: TestClient, runtime: ServingState) -> 
 def test_an_internal_error_admits_the_pod_unchanged(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Guards the fail-open fallback: a bug admits the pod unchanged, with a warning."""
+
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug")
 
@@ -186,6 +202,7 @@ def test_an_internal_error_admits_the_pod_unchanged(
 def test_one_log_line_per_admission_without_pod_secrets(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Guards the admission log line: one per admission, no value from the pod's env."""
     pod = json.loads(json.dumps(API_POD))
     pod["spec"]["containers"][0]["env"].append({"name": "SECRET_KEY", "value": "sk-MARKER-42"})
     with caplog.at_level(logging.DEBUG, logger="webhook"):

@@ -18,6 +18,7 @@ from webhook.engine.errors import CertificateError
 
 
 def test_serving_certificate_chains_to_its_ca_for_every_service_name() -> None:
+    """Guards the serving certificate: chain, SANs, usages."""
     names = certs.service_names("dify-volume-init", "ops")
     assert names == [
         "dify-volume-init",
@@ -45,6 +46,7 @@ def test_serving_certificate_chains_to_its_ca_for_every_service_name() -> None:
 
 
 def test_files_are_written_atomically_with_a_private_key(tmp_path: Path) -> None:
+    """Guards the written files: names, a 0600 key."""
     bundle = certs.build(dns_names=["svc"])
     written = certs.write_files(tmp_path, bundle)
     assert sorted(p.name for p in written) == ["ca.crt", "tls.crt", "tls.key"]
@@ -59,6 +61,7 @@ def test_files_are_written_atomically_with_a_private_key(tmp_path: Path) -> None
 
 
 def test_development_certificates_are_made_once(tmp_path: Path) -> None:
+    """Guards development certificates: made when absent, kept after."""
     assert certs.ensure_development_certificates(tmp_path, service="s", namespace="n")
     first = (tmp_path / "tls.crt").read_bytes()
     assert not certs.ensure_development_certificates(tmp_path, service="s", namespace="n")

@@ -27,6 +27,7 @@ def run(
 
 
 def test_policy_check_accepts_the_default(tmp_path: Path) -> None:
+    """Guards `policy check` on a valid policy: exit 0 and a summary."""
     path = tmp_path / "policy.yaml"
     path.write_text(policy.default_policy_text())
     result = run("policy", "check", str(path))
@@ -35,6 +36,7 @@ def test_policy_check_accepts_the_default(tmp_path: Path) -> None:
 
 
 def test_policy_check_lists_every_error_with_line_and_field(tmp_path: Path) -> None:
+    """Guards `policy check`: every error with its line and field, exit 2."""
     path = tmp_path / "policy.yaml"
     text = (
         policy.default_policy_text()
@@ -54,6 +56,7 @@ def test_policy_check_lists_every_error_with_line_and_field(tmp_path: Path) -> N
 
 
 def test_policy_check_missing_file() -> None:
+    """Guards a missing policy file: one line, exit 2."""
     result = run("policy", "check", "/nonexistent.yaml")
     assert result.returncode == 2
     assert result.stderr == "dify-volume-init: /nonexistent.yaml: policy file not found\n"
@@ -84,6 +87,7 @@ def test_policy_check_missing_file() -> None:
 def test_serve_fails_fast_with_one_line(
     tmp_path: Path, args: list[str], env: dict[str, str], message: str
 ) -> None:
+    """Guards serve's bad flags and environment: one line naming the flag, exit 2."""
     result = run("serve", *args, env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
@@ -92,6 +96,7 @@ def test_serve_fails_fast_with_one_line(
 
 
 def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
+    """Guards serve's certificate check: a mismatched key is refused at start."""
     from webhook import certs
 
     one = certs.build(dns_names=["a"])
@@ -104,6 +109,7 @@ def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
 
 
 def test_certs_then_manifests_with_the_ca_bundle(tmp_path: Path) -> None:
+    """Guards `certs` then `manifests --ca-bundle`: the bundle reaches the webhook configuration."""
     import base64
 
     import yaml
@@ -125,6 +131,7 @@ def test_certs_then_manifests_with_the_ca_bundle(tmp_path: Path) -> None:
 
 
 def test_manifests_bad_inputs(tmp_path: Path) -> None:
+    """Guards `manifests` bad inputs: one line each, exit 2."""
     not_pem = tmp_path / "ca.crt"
     not_pem.write_text("hello")
     result = run("manifests", "--ca-bundle", str(not_pem))

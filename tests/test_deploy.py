@@ -46,6 +46,7 @@ def check_generated(path: Path, text: str) -> None:
 
 
 def test_deploy_is_what_manifests_prints() -> None:
+    """Guards deploy/ against drift from `manifests`."""
     check_generated(DEPLOY / "base" / "dify-volume-init.yaml", manifests.to_yaml(default_objects()))
     check_generated(
         DEPLOY / "cert-manager" / "certificate.yaml",
@@ -69,6 +70,7 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
 
 
 def test_kustomize_renders_the_same_objects() -> None:
+    """Guards the kustomize base and overlay: the same objects as `manifests`."""
     assert keyed(kustomize(DEPLOY)) == keyed(default_objects())
     assert keyed(kustomize(DEPLOY / "cert-manager")) == keyed(default_objects(cert_manager=True))
 
@@ -85,10 +87,12 @@ def all_variants() -> list[dict[str, Any]]:
     "obj", all_variants(), ids=lambda o: f"{o['kind']}-{o['metadata'].get('namespace', '')}"
 )
 def test_every_object_passes_the_openapi_schema_in_strict_mode(obj: dict[str, Any]) -> None:
+    """Guards every deployment object against the OpenAPI schemas."""
     kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
 def test_the_schema_check_can_fail() -> None:
+    """Guards the schema check itself: a broken object is refused."""
     deployment = keyed(default_objects())[("Deployment", "dify-volume-init", "dify-volume-init")]
     broken = yaml.safe_load(yaml.safe_dump(deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUsr"] = 1
@@ -97,6 +101,7 @@ def test_the_schema_check_can_fail() -> None:
 
 
 def test_cert_manager_objects_are_well_formed() -> None:
+    """Guards the cert-manager overlay's Issuer, Certificate and CA injection."""
     issuer, certificate = manifests.cert_manager_objects("ops")
     assert issuer["spec"] == {"selfSigned": {}}
     spec = certificate["spec"]
@@ -112,6 +117,7 @@ def test_cert_manager_objects_are_well_formed() -> None:
 
 
 def test_ca_bundle_and_webhook_settings() -> None:
+    """Guards the webhook configuration's settings (versions, side effects, timeouts, rules)."""
     pem = b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
     config = manifests.webhook_configuration(policy.default_policy(), ca_bundle=pem)
     assert len(config["webhooks"]) == 8  # four pod selectors, each in two Pod Security modes
@@ -138,6 +144,7 @@ def test_ca_bundle_and_webhook_settings() -> None:
 
 
 def test_the_deployment_is_hardened() -> None:
+    """Guards the Deployment's hardening: replicas, spread, non-root, read-only, probes."""
     objs = keyed(default_objects())
     deployment = objs[("Deployment", "dify-volume-init", "dify-volume-init")]
     spec = deployment["spec"]
@@ -197,6 +204,7 @@ def policy_could_match(p: Policy, labels: dict[str, str], namespace: str) -> boo
     "pod_file", helpers.pod_inputs(), ids=[p.stem for p in helpers.pod_inputs()]
 )
 def test_pods_are_sent_if_and_only_if_the_policy_could_match(pod_file: Path) -> None:
+    """Guards the object selection: golden pods are sent if and only if the policy could match."""
     p = policy.default_policy()
     config = manifests.webhook_configuration(p)
     pod = helpers.load_pod(pod_file)
@@ -217,6 +225,7 @@ def test_pods_are_sent_if_and_only_if_the_policy_could_match(pod_file: Path) -> 
 
 
 def test_a_custom_policy_drives_the_object_selection(tmp_path: Path) -> None:
+    """Guards that a custom policy's selectors drive the webhook configuration."""
     text = policy.default_policy_text().replace(
         "excludeNamespaces: [kube-system, kube-public, kube-node-lease]",
         "excludeNamespaces: [kube-system, sandbox]",
@@ -234,6 +243,7 @@ def test_a_custom_policy_drives_the_object_selection(tmp_path: Path) -> None:
 
 
 def test_dockerfile() -> None:
+    """Guards the Dockerfile statically: stages, pinned bases, numeric non-root user."""
     text = (ROOT / "Dockerfile").read_text()
     lines = [
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
@@ -266,3 +276,16 @@ def test_dockerfile() -> None:
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*")] == "*", "the build context starts from nothing"
     assert not any(line.startswith("!certs") for line in ignore)
+
+
+def test_one_port_for_server_image_and_deployment() -> None:
+    """Guards the port: serve's default, the Dockerfile's EXPOSE and the Deployment's
+    containerPort (which the Service targets by name) are one number."""
+    from webhook.serving.settings import Settings
+
+    port = Settings().port
+    dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
+    assert f"EXPOSE {port}\n" in dockerfile
+    deployment = keyed(default_objects())[("Deployment", "dify-volume-init", "dify-volume-init")]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "https", "containerPort": port, "protocol": "TCP"}]

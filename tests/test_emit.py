@@ -95,6 +95,7 @@ values = st.recursive(
 @settings(max_examples=2000, deadline=None)
 @given(value=values)
 def test_round_trip(value: Any) -> None:
+    """Guards the YAML writer: PyYAML reads back what it writes, for generated values."""
     text = emit.emit(value)
     assert yaml.safe_load(text) == value, text
 
@@ -103,11 +104,13 @@ def test_round_trip(value: Any) -> None:
     "pod_file", helpers.pod_inputs(), ids=[p.stem for p in helpers.pod_inputs()]
 )
 def test_round_trip_of_real_pods(pod_file: Any) -> None:
+    """Guards the YAML writer on every golden pod."""
     pod = helpers.load_pod(pod_file)
     assert yaml.safe_load(emit.emit(pod)) == pod
 
 
 def test_layout_is_kubectls() -> None:
+    """Guards the writer's layout (key order, indentation) against kubectl's."""
     pod = {
         "metadata": {"name": "x", "labels": {}},
         "spec": {

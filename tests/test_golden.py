@@ -41,6 +41,7 @@ def test_golden_script() -> None:
 
 
 def test_no_stale_goldens() -> None:
+    """Guards the golden set: no golden without its input pod."""
     orphans = [
         g.name
         for g in helpers.PODS.glob("*" + helpers.GOLDEN_SUFFIX)
@@ -54,6 +55,7 @@ def test_no_stale_goldens() -> None:
 def test_patch_applies_independently_and_is_idempotent(
     pod_file: Path, restricted: bool, policy: Policy
 ) -> None:
+    """Guards every golden patch: an independent applier, a valid pod, no second patch."""
     pod = helpers.load_pod(pod_file)
     pristine = copy.deepcopy(pod)
     namespace = helpers.namespace_of(pod)
@@ -73,6 +75,7 @@ def test_patch_applies_independently_and_is_idempotent(
 
 @pytest.mark.parametrize("pod_file", INPUTS, ids=IDS)
 def test_webhook_sends_the_golden_patch(pod_file: Path, client: TestClient, policy: Policy) -> None:
+    """Guards one core: /mutate sends the engine's patch for every golden pod."""
     pod = helpers.load_pod(pod_file)
     namespace = helpers.namespace_of(pod)
     for path, restricted in (("/mutate", False), ("/mutate/restricted", True)):

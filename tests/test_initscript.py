@@ -98,6 +98,7 @@ def volume(tmp_path: Path) -> tuple[Path, Path]:
 def test_fixes_the_tree_then_exits_at_once(
     policy: Policy, volume: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Guards the first run (everything fixed, links not followed) and the quick restart."""
     storage, outside = volume
     init = injected_container(policy, "helm-api.yaml")
     assert sandbox.capability_set(init) == "-all,+chown,+dac_override"
@@ -123,6 +124,7 @@ def test_fixes_the_tree_then_exits_at_once(
 def test_only_entries_that_differ_are_changed(
     policy: Policy, volume: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Guards changing only what differs (ctimes of the rest unchanged)."""
     storage, _ = volume
     init = injected_container(policy, "helm-api.yaml")
     assert sandbox.run_container(init, {"app-data": storage}, tmp_path).returncode == 0
@@ -137,6 +139,7 @@ def test_only_entries_that_differ_are_changed(
 
 
 def test_a_new_owner_runs_again(policy: Policy, volume: tuple[Path, Path], tmp_path: Path) -> None:
+    """Guards the flag recording the owner: a new owner walks again."""
     storage, _ = volume
     init = injected_container(policy, "helm-api.yaml")
     assert sandbox.run_container(init, {"app-data": storage}, tmp_path).returncode == 0
@@ -150,6 +153,7 @@ def test_a_new_owner_runs_again(policy: Policy, volume: tuple[Path, Path], tmp_p
 
 
 def test_subpath_is_mounted_and_fixed_alone(policy: Policy, tmp_path: Path) -> None:
+    """Guards subPath: only that subdirectory is fixed."""
     storage = tmp_path / "volume"
     (storage / "api-storage" / "files").mkdir(parents=True)
     (storage / "elsewhere").mkdir()
@@ -210,6 +214,7 @@ ODD_PATH = '/data/it\'s "$(touch /pwned)" `touch /pwned2` $HOME\nnext line'
 
 
 def test_odd_mount_paths_reach_the_script_as_data(policy: Policy, tmp_path: Path) -> None:
+    """Guards paths as arguments: quotes, $(...) and newlines are data, not code."""
     rule = policy.spec.rules[0].model_copy(update={"mount_paths": (ODD_PATH,)})
     odd = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
@@ -247,6 +252,7 @@ def kubelet_fs_group_pass(root: Path, fs_group: int) -> None:
 def test_an_existing_fs_group_and_the_kubelet_agree(
     policy: Policy, volume: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Guards an existing fsGroup winning: ownership settles after one start."""
     storage, _ = volume
     init = injected_container(policy, "helm-api-fsgroup.yaml")
     seen = []
@@ -265,6 +271,7 @@ def test_an_existing_fs_group_and_the_kubelet_agree(
 def test_storage_mounted_below_the_storage_path_is_fixed_too(
     policy: Policy, tmp_path: Path
 ) -> None:
+    """Guards nested storage: mounted in the init container and fixed."""
     storage = tmp_path / "storage-pvc"
     (storage / "privkeys").mkdir(parents=True)
     (storage / "privkeys" / "private.pem").write_text("key")

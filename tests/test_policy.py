@@ -17,6 +17,7 @@ def errors_of(text: str) -> list[str]:
 
 
 def test_default_policy_is_the_spec_example() -> None:
+    """Guards the built-in policy's content."""
     p = policy.default_policy()
     rule = p.spec.rules[0]
     assert p.spec.exclude_namespaces == ("kube-system", "kube-public", "kube-node-lease")
@@ -99,6 +100,7 @@ def test_default_policy_is_the_spec_example() -> None:
     ],
 )
 def test_validation_names_line_and_field(old: str, new: str, expected: str) -> None:
+    """Guards validation messages: file, line, field and reason for each refusal."""
     assert old in DEFAULT
     errors = errors_of(DEFAULT.replace(old, new, 1))
     assert errors, "the policy should be refused"
@@ -106,6 +108,7 @@ def test_validation_names_line_and_field(old: str, new: str, expected: str) -> N
 
 
 def test_duplicate_rule_names_are_refused() -> None:
+    """Guards unique rule names."""
     extra = (
         "    - name: dify-storage\n"
         "      podSelectors: [{matchLabels: {a: b}}]\n"
@@ -116,6 +119,7 @@ def test_duplicate_rule_names_are_refused() -> None:
 
 
 def test_empty_selector_is_refused() -> None:
+    """Guards that an empty selector (every pod) is refused."""
     extra = "    - name: other\n      podSelectors: [{}]\n      mountPaths: [/x]\n"
     (error,) = errors_of(DEFAULT + extra)
     assert "spec.rules[1].podSelectors[0]" in error and "every pod" in error
@@ -132,10 +136,12 @@ def test_empty_selector_is_refused() -> None:
     ],
 )
 def test_unparseable_policies(text: str, expected: str) -> None:
+    """Guards invalid YAML and non-mappings: one line with the line number."""
     assert expected in errors_of(text)[0]
 
 
 def test_parse_raises_one_line_summary() -> None:
+    """Guards parse_policy's single-line summary of several errors."""
     text = DEFAULT.replace("user: 1001", "user: -5").replace("group: 1001", "group: -5")
     with pytest.raises(PolicyError) as info:
         policy.parse_policy(text, source="p.yaml")
@@ -146,6 +152,7 @@ def test_parse_raises_one_line_summary() -> None:
 
 
 def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
+    """Guards unreadable policy files: one line naming the file."""
     with pytest.raises(PolicyError, match="policy file not found"):
         files.load_policy("/nonexistent/policy.yaml")
     with pytest.raises(PolicyError, match="is a directory"):
@@ -162,11 +169,14 @@ def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
     ],
 )
 def test_match_labels_and_in(labels: dict[str, str], matches: bool) -> None:
+    """Guards LabelSelector matchLabels and In semantics."""
     selector = policy.default_policy().spec.rules[0].pod_selectors[0]
     assert selector.matches(labels) is matches
 
 
 def test_selector_operators() -> None:
+    """Guards NotIn, Exists and DoesNotExist as Kubernetes defines them."""
+
     def sel(op: str, values: list[str] | None = None) -> LabelSelector:
         expr: dict[str, object] = {"key": "tier", "operator": op}
         if values is not None:

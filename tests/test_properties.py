@@ -32,6 +32,8 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @SETTINGS
 @given(pod=strategies.pods(), restricted=st.booleans())
 def test_patch_applies_and_equals_mutation(pod: dict[str, Any], restricted: bool) -> None:
+    """Guards, over generated pods: the patch applies, equals the mutation, and keeps
+    valid pods valid."""
     pristine = copy.deepcopy(pod)
     decision = mutation.mutate(pod, POLICY, namespace="dify", restricted=restricted)
     assert pod == pristine
@@ -59,6 +61,7 @@ def test_patch_applies_and_equals_mutation(pod: dict[str, Any], restricted: bool
 @SETTINGS
 @given(pod=strategies.pods(), restricted=st.booleans())
 def test_second_pass_is_a_no_op(pod: dict[str, Any], restricted: bool) -> None:
+    """Guards idempotence over generated pods."""
     first = mutation.mutate(pod, POLICY, namespace="dify", restricted=restricted)
     second = mutation.mutate(first.pod, POLICY, namespace="dify", restricted=restricted)
     assert second.patch == []
@@ -126,6 +129,7 @@ def damaged_reviews(draw: st.DrawFn) -> Any:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(damaged_reviews(), _json_values()))
 def test_mutate_never_answers_5xx(body: Any) -> None:
+    """Guards /mutate against damaged reviews: never 5xx, never the error fallback."""
     client = _client()
     for path in ("/mutate", "/mutate/restricted"):
         response = client.post(path, content=json.dumps(body).encode())
@@ -199,6 +203,7 @@ def mutated_reviews(draw: st.DrawFn) -> Any:
 )
 @given(body=mutated_reviews())
 def test_fuzzed_reviews_never_get_5xx(body: Any) -> None:
+    """Guards /mutate against fuzzed golden reviews: never 5xx, never the error fallback."""
     status, text = _asgi_post("/mutate", json.dumps(body).encode())
     event(f"HTTP {status}")
     assert status in (200, 400), text

@@ -214,6 +214,7 @@ def server(tls_dir: Path) -> Iterator[servers.Server]:
 
 
 def test_the_corpus_is_large_enough() -> None:
+    """Guards the corpus itself: size, unique names, a body over 1 MiB."""
     assert len(CORPUS) >= 50
     assert len({name for name, *_ in CORPUS}) == len(CORPUS)
     assert len(json.dumps(big_pod())) > 1024 * 1024
@@ -223,6 +224,7 @@ def test_the_corpus_is_large_enough() -> None:
 def test_bad_input_gets_its_documented_answer(
     server: servers.Server, name: str, body: bytes, status: int, says: str
 ) -> None:
+    """Guards each bad input's documented answer over real TLS."""
     with server.client(timeout=30) as client:
         response = client.post("/mutate", content=body, extensions=SNI)
     assert response.status_code == status, response.text[:300]
@@ -246,6 +248,7 @@ def test_bad_input_gets_its_documented_answer(
 
 
 def test_server_is_healthy_after_the_corpus(server: servers.Server) -> None:
+    """Guards the server's health after the whole corpus."""
     with server.client() as client:
         for _, body, _, _ in CORPUS:
             client.post("/mutate", content=body, extensions=SNI)
@@ -260,6 +263,7 @@ def test_server_is_healthy_after_the_corpus(server: servers.Server) -> None:
 
 
 def test_duplicate_keys_keep_the_last_like_go(server: servers.Server) -> None:
+    """Guards duplicate JSON keys: the last wins, as in Go."""
     body = VALID.replace(b'"uid": "corpus-uid"', b'"uid": "first", "uid": "last"')
     with server.client() as client:
         answer = client.post("/mutate", content=body, extensions=SNI).json()
@@ -278,6 +282,8 @@ def test_no_pod_value_reaches_the_logs(server: servers.Server) -> None:
 
 
 def test_tls_1_1_is_refused(server: servers.Server, tls_dir: Path) -> None:
+    """Guards the TLS 1.2 minimum (against a control server that speaks 1.1)."""
+
     def handshake(port: int) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(str(tls_dir / "ca.crt"))
@@ -335,6 +341,7 @@ def test_tls_1_1_is_refused(server: servers.Server, tls_dir: Path) -> None:
 
 
 def test_no_plain_http_answer_on_the_serving_port(server: servers.Server) -> None:
+    """Guards that plain HTTP gets no answer on the TLS port."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         received = b""
@@ -348,6 +355,7 @@ def test_no_plain_http_answer_on_the_serving_port(server: servers.Server) -> Non
 
 
 def test_a_slow_client_does_not_hold_up_others(server: servers.Server, tls_dir: Path) -> None:
+    """Guards against slow clients holding up others."""
     context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
     stop = threading.Event()
 
@@ -381,6 +389,8 @@ def test_a_slow_client_does_not_hold_up_others(server: servers.Server, tls_dir: 
 
 
 def test_client_certificates_when_a_client_ca_is_set(tmp_path: Path, tls_dir: Path) -> None:
+    """Guards --client-ca: 403 without a certificate, handshake failure with a foreign
+    one, probes free."""
     authority = certs.new_authority("apiserver client CA")
     (tmp_path / "client-ca.crt").write_bytes(authority.cert_pem)
     cert, key = certs.issue(authority, dns_names=["kube-apiserver"], client=True)
@@ -435,6 +445,7 @@ def test_client_certificates_when_a_client_ca_is_set(tmp_path: Path, tls_dir: Pa
 def test_bad_files_at_start_fail_fast_with_one_line(
     tls_dir: Path, make: Callable[[Path], list[str]], message: str
 ) -> None:
+    """Guards bad files at start: exit 2 and one line, quickly."""
     import sys
 
     started = time.monotonic()

@@ -60,6 +60,7 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 15) -> None:
 
 
 def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> None:
+    """Guards certificate hot reload under load: no failed request, every serial seen."""
     authority = certs.new_authority("test CA")
     names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
     (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
@@ -137,6 +138,7 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
 
 
 def test_policy_edits_apply_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    """Guards policy hot reload: edits apply, invalid ones are refused, the last good stays."""
     bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
     certs.write_files(tmp_path, bundle)
     config = tmp_path / "policy"
@@ -184,6 +186,7 @@ def test_policy_edits_apply_and_bad_ones_are_refused(tmp_path: Path) -> None:
 def test_watched_keeps_the_last_good_version(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Guards the watcher: a failed load keeps the last good version and retries."""
     path = tmp_path / "policy.yaml"
     path.write_text(policy.default_policy_text())
     runtime = ServingState(policy=files.load_policy(path))

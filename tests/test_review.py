@@ -73,6 +73,7 @@ def test_review_and_mutate_give_the_same_patch(
 def test_an_admission_review_is_answered_exactly_as_mutate(
     client: TestClient, policy: Policy
 ) -> None:
+    """Guards one core: review answers an AdmissionReview as /mutate does."""
     body = json.loads((EXAMPLES / "admission-review.json").read_text())
     reviewed = documents.review(body, documents.Options(policy=policy))
     assert reviewed.result == client.post("/mutate", json=body).json()
@@ -94,6 +95,7 @@ def test_an_admission_review_is_answered_exactly_as_mutate(
     ],
 )
 def test_workload_templates_are_reviewed_as_pods(kind: str, path: str, policy: Policy) -> None:
+    """Guards workload kinds: their pod template is reviewed as the pod it becomes."""
     pod = helpers.load_pod(helpers.PODS / "helm-worker-with-init.yaml")
     obj = deployment(pod)
     obj["kind"] = kind
@@ -113,6 +115,7 @@ def test_workload_templates_are_reviewed_as_pods(kind: str, path: str, policy: P
 
 
 def test_namespace_comes_from_the_object_then_the_flag(policy: Policy) -> None:
+    """Guards the namespace: the object's, then --namespace."""
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     obj = deployment(pod)
     del obj["metadata"]["namespace"]
@@ -124,6 +127,7 @@ def test_namespace_comes_from_the_object_then_the_flag(policy: Policy) -> None:
 
 
 def test_yaml_output_keeps_every_document_in_order(tmp_path: Path) -> None:
+    """Guards -o yaml: every document, in order, comments kept, re-review finds nothing."""
     source = EXAMPLES / "dify-helm-nfs.yaml"
     result = cli("-f", str(source), "-o", "yaml")
     assert result.returncode == 0, result.stderr
@@ -145,6 +149,7 @@ def test_yaml_output_keeps_every_document_in_order(tmp_path: Path) -> None:
 
 
 def test_patch_output_applies_to_each_object() -> None:
+    """Guards -o patch: per object, applicable with jsonpatch."""
     source = EXAMPLES / "dify-helm-nfs.yaml"
     result = cli("-f", str(source), "-o", "patch")
     assert result.returncode == 0, result.stderr
@@ -167,6 +172,7 @@ def test_patch_output_applies_to_each_object() -> None:
 
 
 def test_diff_is_plain_when_piped_and_coloured_when_asked() -> None:
+    """Guards the diff output and its colouring."""
     source = str(EXAMPLES / "dify-helm-nfs.yaml")
     plain = cli("-f", source)
     assert plain.returncode == 0
@@ -180,6 +186,7 @@ def test_diff_is_plain_when_piped_and_coloured_when_asked() -> None:
 
 
 def test_explain_says_why_for_every_object() -> None:
+    """Guards --explain: one line per object with its reason."""
     result = cli("-f", str(EXAMPLES / "dify-helm-nfs.yaml"), "--explain", "-o", "patch")
     lines = result.stderr.splitlines()
     assert len(lines) == 7
@@ -190,6 +197,7 @@ def test_explain_says_why_for_every_object() -> None:
 
 
 def test_hostpath_refusal_is_reported_and_counts_as_a_change() -> None:
+    """Guards refusals in review: reported, and a change for --exit-code."""
     result = cli("-f", str(EXAMPLES / "dify-hostpath.yaml"), "--exit-code", "-o", "patch")
     assert result.returncode == 1
     assert "Deployment dify/dify-worker: denied: volume storage" in result.stderr
@@ -198,6 +206,7 @@ def test_hostpath_refusal_is_reported_and_counts_as_a_change() -> None:
 
 
 def test_exit_codes() -> None:
+    """Guards review's exit codes (0, 1 with --exit-code, 2)."""
     assert cli("-f", str(EXAMPLES / "dify-s3.yaml"), "--exit-code").returncode == 0
     assert cli("-f", str(EXAMPLES / "dify-helm-nfs.yaml"), "--exit-code").returncode == 1
     assert cli("-f", str(EXAMPLES / "dify-helm-nfs.yaml")).returncode == 0
@@ -205,6 +214,7 @@ def test_exit_codes() -> None:
 
 
 def test_restricted_mode_injects_no_init_container() -> None:
+    """Guards --pod-security restricted in review."""
     result = cli(
         "-f", str(EXAMPLES / "dify-helm-nfs.yaml"), "--pod-security", "restricted", "-o", "yaml"
     )
@@ -216,6 +226,7 @@ def test_restricted_mode_injects_no_init_container() -> None:
 
 
 def test_directories_stdin_json_streams_and_lists(tmp_path: Path) -> None:
+    """Guards review's inputs: directories, stdin, JSON streams, Lists."""
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(deployment(pod, name="from-yaml")))
     stream = (
@@ -245,6 +256,7 @@ def test_directories_stdin_json_streams_and_lists(tmp_path: Path) -> None:
 
 
 def test_invalid_yaml_is_exit_2_with_file_and_line(tmp_path: Path) -> None:
+    """Guards invalid YAML: exit 2, file and line, nothing on stdout."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n")
     result = cli("-f", str(bad), "-o", "yaml")
@@ -256,6 +268,7 @@ def test_invalid_yaml_is_exit_2_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_bad_documents_are_reported_and_the_others_reviewed(tmp_path: Path) -> None:
+    """Guards bad documents: reported while the rest is reviewed."""
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     manifest = tmp_path / "mixed.yaml"
     no_template = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "empty"}}
@@ -282,6 +295,7 @@ def test_bad_documents_are_reported_and_the_others_reviewed(tmp_path: Path) -> N
 
 
 def test_unknown_kinds_pass_through_untouched(policy: Policy) -> None:
+    """Guards other kinds: passed through untouched."""
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

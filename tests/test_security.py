@@ -56,6 +56,7 @@ def with_host_path(path: str) -> dict[str, object]:
     ],
 )
 def test_dangerous_host_paths_are_refused(path: str, policy: Policy) -> None:
+    """Guards the hostPath refusals, normalized."""
     decision = mutation.mutate(with_host_path(path), policy, namespace="default")
     assert decision.outcome == "denied", decision.message
     assert decision.patch == []
@@ -67,11 +68,13 @@ def test_dangerous_host_paths_are_refused(path: str, policy: Policy) -> None:
     "path", ["/srv/dify", "/srv/dify/", "/data/dify/storage", "/var/lib/dify", "/mnt/nfs/dify"]
 )
 def test_ordinary_host_paths_are_fixed(path: str, policy: Policy) -> None:
+    """Guards ordinary hostPaths from false refusals."""
     decision = mutation.mutate(with_host_path(path), policy, namespace="default")
     assert decision.outcome == "injected"
 
 
 def test_allowed_prefixes_are_whole_path_components() -> None:
+    """Guards allowedHostPathPrefixes by whole path components."""
     text = policy.default_policy_text().replace(
         "allowedHostPathPrefixes: []", "allowedHostPathPrefixes: [/data/]"
     )
@@ -86,6 +89,7 @@ def test_allowed_prefixes_are_whole_path_components() -> None:
 
 
 def test_the_webhooks_own_namespace_is_never_injected_whatever_the_policy() -> None:
+    """Guards the webhook's own namespace even under a policy that excludes nothing."""
     text = policy.default_policy_text().replace(
         "excludeNamespaces: [kube-system, kube-public, kube-node-lease]", "excludeNamespaces: []"
     )
@@ -102,6 +106,7 @@ def test_the_webhooks_own_namespace_is_never_injected_whatever_the_policy() -> N
 
 
 def test_root_app_containers_get_a_warning_not_a_silent_override(policy: Policy) -> None:
+    """Guards an app container's runAsUser 0: kept, warned, no runAsNonRoot."""
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
     decision = mutation.mutate(pod, policy, namespace="dify")

@@ -33,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
 
 
 def test_admission_over_verified_tls(server: tuple[int, Path]) -> None:
+    """Guards real TLS: the CA verified and the Service DNS name served."""
     port, directory = server
     context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
     pod = helpers.load_pod(helpers.PODS / "helm-worker-with-init.yaml")
@@ -58,6 +59,7 @@ def test_admission_over_verified_tls(server: tuple[int, Path]) -> None:
 
 
 def test_a_name_outside_the_certificate_is_refused(server: tuple[int, Path]) -> None:
+    """Guards hostname verification: a name outside the certificate fails."""
     port, directory = server
     context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
     with (
@@ -71,6 +73,7 @@ def test_a_name_outside_the_certificate_is_refused(server: tuple[int, Path]) -> 
 
 
 def test_an_untrusted_ca_is_refused(server: tuple[int, Path]) -> None:
+    """Guards trust: a client with another CA fails the handshake."""
     port, _ = server
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context())

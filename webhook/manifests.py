@@ -23,9 +23,12 @@ from webhook import __version__, certs
 from webhook.engine import PRODUCT
 from webhook.engine.policy import LabelSelector, Policy
 from webhook.review import emit
+from webhook.serving.settings import Settings
 
 NAME = PRODUCT
 DEFAULT_NAMESPACE = PRODUCT
+PORT: int = Settings.model_fields["port"].default
+"""The port `serve` listens on by default: the container's port and the Service's target."""
 DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{__version__}"
 TLS_SECRET = f"{NAME}-tls"
 POLICY_CONFIGMAP = f"{NAME}-policy"
@@ -124,7 +127,7 @@ def _deployment(namespace: str, image: str) -> dict[str, Any]:
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             }
         ],
-        "ports": [{"name": "https", "containerPort": 8443, "protocol": "TCP"}],
+        "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", **probe},
             "periodSeconds": 5,
