@@ -19,7 +19,7 @@ import pydantic
 from webhook import __version__, files
 from webhook.engine import PRODUCT, policy
 from webhook.engine.admission import DEFAULT_NAMESPACE
-from webhook.engine.errors import UsageError
+from webhook.engine.errors import InvalidObject, UsageError
 
 EXIT_OK = 0
 EXIT_CHANGED = 1
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _certs_command(commands)
     _manifests_command(commands)
     _policy_command(commands)
+    _audit_command(commands)
     return parser
 
 
@@ -184,6 +185,30 @@ def _policy_command(commands: Any) -> None:
     policy_sub.add_parser("default", help="print the built-in policy")
 
 
+def _audit_command(commands: Any) -> None:
+    """`audit`: live pods the policy would have patched, unpatched."""
+    audit = commands.add_parser(
+        "audit",
+        help="list live pods the policy would have patched but that carry no status annotation",
+        description="Read live pods as `kubectl get pods -A -o json` (or -o yaml) prints them"
+        " and list each pod the policy would have patched (or refused) that carries no"
+        " status annotation, with its owning workload, then the command per workload that"
+        " replaces them with patched pods. Exit 1 when any, 0 when none, 2 on bad input.",
+    )
+    audit.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        help="the output of `kubectl get pods -A -o json` (a file, or - for stdin)",
+    )
+    audit.add_argument("--policy", help="policy file (default: the built-in policy)")
+    audit.add_argument(
+        "--webhook-namespace", default=PRODUCT, help="the webhook's own namespace, never patched"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dify-volume-init` and `python -m webhook`."""
     args = build_parser().parse_args(argv)
@@ -198,12 +223,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certs(args)
         if args.command == "manifests":
             return _manifests(args)
+        if args.command == "audit":
+            return _audit(args)
     except UsageError as exc:
         print(f"{PRODUCT}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     raise AssertionError(args.command)  # pragma: no cover - argparse requires a command
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from webhook.review import audit, sources  # noqa: PLC0415 - keeps `serve` lean
+
+    loaded = files.load_policy(args.policy)
+    documents = []
+    for source in sources.expand(args.files):
+        for document in sources.read(source):
+            if isinstance(document, sources.InputProblem):
+                raise UsageError(str(document))
+            documents.append(document.value)
+    try:
+        live = audit.pods(documents)
+        findings = audit.audit(live, loaded, webhook_namespace=args.webhook_namespace)
+    except InvalidObject as exc:
+        raise UsageError(f"{', '.join(args.files)}: {exc}") from None
+    sys.stdout.write(audit.report(findings))
+    return 1 if findings else EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

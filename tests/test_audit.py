@@ -1,0 +1,173 @@
+"""`audit`: live pods the policy would have patched, found in `kubectl get pods -A -o json`.
+
+The input is built the way kubectl prints it: a `List` of Pods with names,
+uids, `ownerReferences`, `managedFields`, `nodeName` and `status`, made from
+the golden pods (some patched by the engine itself, as the cluster would hold
+them).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import yaml
+
+from tests import helpers
+from webhook.engine import mutation
+from webhook.engine.policy import default_policy
+
+
+def live(
+    pod_file: str,
+    name: str,
+    *,
+    owner: tuple[str, str] | None = None,
+    phase: str = "Running",
+    patched: bool = False,
+    restricted: bool = False,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """A golden pod as the cluster holds it once created (and patched, when asked)."""
+    pod = copy.deepcopy(helpers.load_pod(helpers.PODS / pod_file))
+    ns = namespace or helpers.namespace_of(pod)
+    if patched:
+        decision = mutation.mutate(pod, default_policy(), namespace=ns, restricted=restricted)
+        pod = jsonpatch.apply_patch(pod, decision.patch)
+    metadata = pod.setdefault("metadata", {})
+    metadata.update(name=name, namespace=ns, uid=f"uid-{name}")
+    metadata["managedFields"] = [{"manager": "kube-controller-manager", "operation": "Update"}]
+    if owner is not None:
+        kind, owner_name = owner
+        metadata["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "controller": True}
+        ]
+        if kind == "ReplicaSet":
+            metadata.setdefault("labels", {})["pod-template-hash"] = owner_name.rsplit("-", 1)[1]
+    pod["spec"]["nodeName"] = "node-1"
+    pod["status"] = {"phase": phase, "podIP": "10.0.0.7"}
+    return pod
+
+
+def cluster() -> dict[str, Any]:
+    items = [
+        live(
+            "helm-api.yaml", "dify-api-7d9f8c6b5-x2k8p", owner=("ReplicaSet", "dify-api-7d9f8c6b5")
+        ),
+        live(
+            "helm-api.yaml", "dify-api-7d9f8c6b5-q9w3e", owner=("ReplicaSet", "dify-api-7d9f8c6b5")
+        ),
+        live(
+            "helm-beat.yaml",
+            "dify-beat-5c4b-abcde",
+            owner=("ReplicaSet", "dify-beat-5c4b"),
+            patched=True,
+        ),
+        # patched in a Pod Security restricted namespace: the annotation, no init container
+        live(
+            "helm-worker-with-init.yaml",
+            "dify-worker-6d-abcde",
+            owner=("ReplicaSet", "dify-worker-6d"),
+            patched=True,
+            restricted=True,
+        ),
+        live("opt-out.yaml", "dify-api-opted-out", owner=("ReplicaSet", "dify-x-6f7d")),
+        live(
+            "helm-api.yaml", "dify-migrate-done", owner=("Job", "dify-migrate"), phase="Succeeded"
+        ),
+        live("helm-api.yaml", "dify-migrate-run", owner=("Job", "dify-migrate-2")),
+        live("douban-worker-nfs.yaml", "dify-worker-0", owner=("StatefulSet", "dify-worker")),
+        live("helm-web.yaml", "dify-web-7f-abcde", owner=("ReplicaSet", "dify-web-7f")),
+        live("plain-api-hostpath.yaml", "dify-api"),
+        live("plain-api-hostpath-var.yaml", "dify-api-var", owner=("ReplicaSet", "legacy-5d")),
+        live("helm-api.yaml", "in-own-ns", namespace="dify-volume-init"),
+    ]
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", "audit", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_unpatched_pods_are_listed_with_one_command_per_workload(tmp_path: Path) -> None:
+    """Guards audit's findings and its fixes: owners resolved (ReplicaSet ->
+    Deployment by the template hash, StatefulSet, Job, bare pod), one command per
+    workload; patched (also under Pod Security restricted, with no init container),
+    opted-out, finished, unmatched and own-namespace pods left out."""
+    listing = tmp_path / "pods.json"
+    listing.write_text(json.dumps(cluster()))
+    result = run("-f", str(listing))
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    listed = [line.split(" ")[0] for line in lines[: lines.index("")]]
+    assert listed == [
+        "dify/dify-api-7d9f8c6b5-x2k8p",
+        "dify/dify-api-7d9f8c6b5-q9w3e",
+        "dify/dify-migrate-run",
+        "ai/dify-worker-0",
+        "default/dify-api",
+        "default/dify-api-var",
+    ]
+    assert "dify/dify-api-7d9f8c6b5-x2k8p (Deployment/dify-api): unpatched: rule dify-storage" in (
+        result.stdout
+    )
+    assert "default/dify-api-var (Deployment/legacy): would be refused: volume storage" in (
+        result.stdout
+    )
+    fixes = lines[lines.index("# to fix, replace them with patched pods:") + 1 :]
+    assert fixes == [
+        "kubectl -n dify rollout restart deployment/dify-api",
+        "kubectl -n dify delete pod dify-migrate-run  # Job dify-migrate-2 re-creates it",
+        "kubectl -n ai rollout restart statefulset/dify-worker",
+        "# re-create the bare pod default/dify-api from its manifest",
+        "# fix the manifest of Deployment/legacy: a restart would be refused",
+    ]
+
+
+def test_yaml_and_stdin_give_the_same_answer(tmp_path: Path) -> None:
+    """Guards audit's inputs: `-o yaml` and standard input read like `-o json`."""
+    listing = tmp_path / "pods.json"
+    listing.write_text(json.dumps(cluster()))
+    as_json = run("-f", str(listing))
+    as_yaml = run("-f", "-", stdin=yaml.safe_dump(cluster()))
+    assert as_yaml.returncode == 1, as_yaml.stderr
+    assert as_yaml.stdout == as_json.stdout
+
+
+def test_nothing_to_fix_is_exit_0(tmp_path: Path) -> None:
+    """Guards exit 0 when every matching pod is patched."""
+    listing = tmp_path / "pods.json"
+    patched = live("helm-api.yaml", "a", owner=("ReplicaSet", "dify-api-7d9f"), patched=True)
+    listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [patched]}))
+    result = run("-f", str(listing))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("no unpatched pods")
+
+
+def test_bad_input_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    """Guards audit's bad input: one line naming the file, exit 2, no traceback."""
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"kind": "List", "items": [')
+    result = run("-f", str(broken))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"dify-volume-init: {broken}:")
+    assert result.stderr.count("\n") == 1
+    strings = tmp_path / "strings.json"
+    strings.write_text('["not", "a", "pod"]')
+    result = run("-f", str(strings))
+    assert result.returncode == 2
+    assert "expected a mapping" in result.stderr and "Traceback" not in result.stderr
+    missing = run("-f", str(tmp_path / "absent.json"))
+    assert missing.returncode == 2
+    assert "no such file or directory" in missing.stderr
