@@ -289,3 +289,27 @@ def test_one_port_for_server_image_and_deployment() -> None:
     deployment = keyed(default_objects())[("Deployment", "dify-volume-init", "dify-volume-init")]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["ports"] == [{"name": "https", "containerPort": port, "protocol": "TCP"}]
+
+
+def test_an_opt_in_namespace_selector_sends_only_chosen_namespaces() -> None:
+    """Guards spec.namespaceSelector: only namespaces it matches are sent, the
+    exclusions and the disable label still apply, and every entry carries it."""
+    text = policy.default_policy_text().replace(
+        "  excludeNamespaces:",
+        "  namespaceSelector:\n    matchLabels: {volume-init.dify.ai/inject: enabled}\n"
+        "  excludeNamespaces:",
+    )
+    opted = policy.parse_policy(text, source="opt-in.yaml")
+    config = manifests.webhook_configuration(opted)
+    for entry in config["webhooks"]:
+        kubernetes_validate.validate(
+            {**config, "webhooks": [entry]}, KUBERNETES_VERSION, strict=True
+        )
+    dify = {"app.kubernetes.io/name": "dify", "component": "api"}
+    enabled = {"kubernetes.io/metadata.name": "dify", "volume-init.dify.ai/inject": "enabled"}
+    assert sent_to(config, dify, enabled) == {"/mutate"}
+    assert sent_to(config, dify, {"kubernetes.io/metadata.name": "dify"}) == set()
+    system = {**enabled, "kubernetes.io/metadata.name": "kube-system"}
+    assert sent_to(config, dify, system) == set(), "an opt-in never overrides an exclusion"
+    restricted = {**enabled, "pod-security.kubernetes.io/enforce": "restricted"}
+    assert sent_to(config, dify, restricted) == {"/mutate/restricted"}

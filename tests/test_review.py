@@ -16,7 +16,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests import helpers
-from webhook.engine.policy import Policy
+from webhook.engine.policy import Policy, default_policy_text
 from webhook.review import documents
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -305,3 +305,39 @@ def test_unknown_kinds_pass_through_untouched(policy: Policy) -> None:
     reviewed = documents.review(config_map, documents.Options(policy=policy))
     assert reviewed.result is config_map
     assert reviewed.patch == []
+
+
+def test_an_opt_in_namespace_selector_is_applied_with_namespace_labels(tmp_path: Path) -> None:
+    """Guards review under spec.namespaceSelector: assumed selected (and said so under
+    --explain) without --namespace-labels; with them, a namespace it does not select
+    is "not sent" and unchanged; malformed labels are exit 2."""
+    opted = tmp_path / "opt-in.yaml"
+    opted.write_text(
+        default_policy_text().replace(
+            "  excludeNamespaces:",
+            "  namespaceSelector:\n    matchLabels: {volume-init.dify.ai/inject: enabled}\n"
+            "  excludeNamespaces:",
+        )
+    )
+    manifest = str(EXAMPLES / "dify-helm-nfs.yaml")
+    assumed = cli("-f", manifest, "--policy", str(opted), "--explain", "-o", "patch")
+    assert assumed.returncode == 0, assumed.stderr
+    assert "namespaceSelector (volume-init.dify.ai/inject=enabled) is applied by the apiserver" in (
+        assumed.stderr
+    )
+    assert "# Deployment dify/dify-api" in assumed.stdout
+    args = ("-f", manifest, "--policy", str(opted), "--exit-code", "-o", "patch", "--explain")
+    unselected = cli(*args, "--namespace-labels", "kubernetes.io/metadata.name=dify")
+    assert unselected.returncode == 0, unselected.stderr
+    assert unselected.stdout == ""
+    assert "Deployment dify/dify-api: unchanged: not sent: the namespace's labels" in (
+        unselected.stderr
+    )
+    selected = cli(*args, "--namespace-labels", "a=b,volume-init.dify.ai/inject=enabled")
+    assert selected.returncode == 1
+    assert "# Deployment dify/dify-api" in selected.stdout
+    broken = cli("-f", manifest, "--namespace-labels", "no-equals-sign")
+    assert broken.returncode == 2
+    assert (
+        broken.stderr == "dify-volume-init: --namespace-labels: 'no-equals-sign' is not KEY=VALUE\n"
+    )

@@ -94,6 +94,12 @@ def _review_command(commands: Any) -> None:
     )
     review.add_argument("--policy", help="policy file (default: the built-in policy)")
     review.add_argument(
+        "--namespace-labels",
+        metavar="K=V,...",
+        help="the namespace's labels, to apply the policy's namespaceSelector as the"
+        " apiserver does (default: every namespace is assumed selected)",
+    )
+    review.add_argument(
         "-n",
         "--namespace",
         default=DEFAULT_NAMESPACE,
@@ -252,6 +258,19 @@ def _audit(args: argparse.Namespace) -> int:
     return 1 if findings else EXIT_OK
 
 
+def _labels(text: str | None) -> dict[str, str] | None:
+    """`K=V,...` as a mapping; None when not given."""
+    if text is None:
+        return None
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--namespace-labels: {pair!r} is not KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
 def _serve(args: argparse.Namespace) -> int:
     # NB: imported here so that `policy check` does not pay for uvicorn and FastAPI.
     from webhook.serving import server  # noqa: PLC0415
@@ -301,8 +320,18 @@ def _review(args: argparse.Namespace) -> int:
     inputs = sources.expand(args.files)
     loaded = files.load_policy(args.policy)
     options = documents.Options(
-        policy=loaded, namespace=args.namespace, restricted=args.pod_security == "restricted"
+        policy=loaded,
+        namespace=args.namespace,
+        restricted=args.pod_security == "restricted",
+        namespace_labels=_labels(args.namespace_labels),
     )
+    if args.explain and loaded.spec.namespace_selector and args.namespace_labels is None:
+        print(
+            "note: the policy's namespaceSelector"
+            f" ({loaded.spec.namespace_selector.description}) is applied by the apiserver;"
+            " the review assumes the namespace is selected (--namespace-labels checks it)",
+            file=sys.stderr,
+        )
     items: list[documents.ReviewedObject] = []
     results: list[tuple[Any, str]] = []
     bad = unreadable = False

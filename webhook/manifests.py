@@ -287,6 +287,7 @@ def webhook_configuration(
                         restricted=restricted,
                         namespace=namespace,
                         excluded=excluded_namespaces(policy, namespace),
+                        opt_in=policy.spec.namespace_selector,
                         ca_bundle=ca_bundle,
                     )
                 )
@@ -308,8 +309,29 @@ def _entry(
     restricted: bool,
     namespace: str,
     excluded: list[str],
+    opt_in: LabelSelector | None,
     ca_bundle: bytes | None,
 ) -> dict[str, Any]:
+    namespace_selector: dict[str, Any] = {
+        "matchExpressions": [
+            {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded},
+            {"key": DISABLE_LABEL, "operator": "NotIn", "values": ["disabled"]},
+            {
+                "key": ENFORCE_LABEL,
+                "operator": "In" if restricted else "NotIn",
+                "values": ["restricted"],
+            },
+        ]
+    }
+    if opt_in is not None:  # ANDed with the exclusions: an opt-in never overrides them
+        chosen = opt_in.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        namespace_selector = {
+            **({"matchLabels": chosen["matchLabels"]} if chosen.get("matchLabels") else {}),
+            "matchExpressions": [
+                *namespace_selector["matchExpressions"],
+                *chosen.get("matchExpressions", []),
+            ],
+        }
     client: dict[str, Any] = {
         "service": {
             "name": NAME,
@@ -340,17 +362,7 @@ def _entry(
         "sideEffects": "None",
         "timeoutSeconds": 5,
         "reinvocationPolicy": "IfNeeded",
-        "namespaceSelector": {
-            "matchExpressions": [
-                {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded},
-                {"key": DISABLE_LABEL, "operator": "NotIn", "values": ["disabled"]},
-                {
-                    "key": ENFORCE_LABEL,
-                    "operator": "In" if restricted else "NotIn",
-                    "values": ["restricted"],
-                },
-            ]
-        },
+        "namespaceSelector": namespace_selector,
         "objectSelector": selector.model_dump(mode="json", by_alias=True, exclude_defaults=True),
     }
 

@@ -282,6 +282,9 @@ class PolicySpec(_Model):
     """The `spec` of a policy: namespaces left alone and the ordered rules."""
 
     exclude_namespaces: tuple[Annotated[str, AfterValidator(_dns_label)], ...] = ()
+    namespace_selector: LabelSelector | None = None
+    """When set, only namespaces it matches are sent (opt-in); the exclusions still apply.
+    The apiserver applies it (it is rendered into the webhook configuration)."""
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @pydantic.field_validator("rules")

@@ -76,6 +76,9 @@ class Options:
     namespace: str = admission.DEFAULT_NAMESPACE
     restricted: bool = False
     protected_namespaces: frozenset[str] = frozenset({DEFAULT_WEBHOOK_NAMESPACE})
+    namespace_labels: dict[str, str] | None = None
+    """The namespace's labels, to apply the policy's namespaceSelector as the
+    apiserver does; None: every namespace is assumed selected."""
 
 
 def review(
@@ -127,6 +130,14 @@ def _pod(
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
     if not isinstance(namespace, str) or not namespace:
         namespace = options.namespace
+    opt_in = options.policy.spec.namespace_selector
+    labels = options.namespace_labels
+    if opt_in is not None and labels is not None and not opt_in.matches(labels):
+        note = (
+            "not sent: the namespace's labels do not match the policy's namespaceSelector"
+            f" ({opt_in.description}), so the apiserver does not call the webhook"
+        )
+        return ReviewedObject(label, source, line, document, document, note=note)
     try:
         decision = mutation.mutate(
             pod,
