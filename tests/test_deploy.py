@@ -112,7 +112,8 @@ def test_cert_manager_objects_are_well_formed() -> None:
         ("MutatingWebhookConfiguration", "", "dify-volume-init")
     ]
     assert webhook["metadata"]["annotations"] == {
-        "cert-manager.io/inject-ca-from": "ops/dify-volume-init"
+        "cert-manager.io/inject-ca-from": "ops/dify-volume-init",
+        manifests.SELECTION_ANNOTATION: policy.selection_fingerprint(policy.default_policy()),
     }
 
 

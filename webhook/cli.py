@@ -311,6 +311,14 @@ def _policy(args: argparse.Namespace) -> int:
     loaded = policy.parse_policy(text, source=source)
     rules = ", ".join(rule.name for rule in loaded.spec.rules)
     print(f"{source}: valid ({len(loaded.spec.rules)} rule(s): {rules})")
+    selectors = " | ".join(s.description for r in loaded.spec.rules for s in r.pod_selectors)
+    excluded = ", ".join(loaded.spec.exclude_namespaces) or "none"
+    opt_in = loaded.spec.namespace_selector
+    print(
+        f"selection {policy.selection_fingerprint(loaded)}: pods matching {selectors};"
+        f" namespaces excluded: {excluded} and the webhook's own"
+        + (f"; only namespaces matching {opt_in.description}" if opt_in else "")
+    )
     return EXIT_OK
 
 

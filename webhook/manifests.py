@@ -21,13 +21,15 @@ from typing import Any
 
 from webhook import __version__, certs
 from webhook.engine import PRODUCT
-from webhook.engine.policy import LabelSelector, Policy
+from webhook.engine.policy import LabelSelector, Policy, selection_fingerprint
 from webhook.review import emit
 from webhook.serving.settings import Settings
 
 NAME = PRODUCT
 DEFAULT_NAMESPACE = PRODUCT
 PORT: int = Settings.model_fields["port"].default
+SELECTION_ANNOTATION = "volume-init.dify.ai/selection"
+"""On the webhook configuration: the fingerprint of the policy selection it renders."""
 """The port `serve` listens on by default: the container's port and the Service's target."""
 DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{__version__}"
 TLS_SECRET = f"{NAME}-tls"
@@ -57,7 +59,7 @@ def objects(
         _namespace(namespace),
         _service_account(namespace),
         _policy_configmap(namespace, policy_text),
-        _deployment(namespace, image),
+        _deployment(namespace, image, selection=selection_fingerprint(policy)),
         _disruption_budget(namespace),
         _service(namespace),
     ]
@@ -105,7 +107,7 @@ def _policy_configmap(namespace: str, policy_text: str) -> dict[str, Any]:
     }
 
 
-def _deployment(namespace: str, image: str) -> dict[str, Any]:
+def _deployment(namespace: str, image: str, *, selection: str) -> dict[str, Any]:
     selector = dict(LABELS)
     probe = {"scheme": "HTTPS", "port": "https"}
     container = {
@@ -125,7 +127,10 @@ def _deployment(namespace: str, image: str) -> dict[str, Any]:
             {
                 "name": "VOLUME_INIT_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            }
+            },
+            # The selection the webhook configuration below was rendered for: the
+            # server reports a loaded policy that selects differently (drift).
+            {"name": "VOLUME_INIT_SELECTION", "value": selection},
         ],
         "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {
@@ -292,8 +297,9 @@ def webhook_configuration(
                     )
                 )
     meta = _meta(NAME)
+    meta["annotations"] = {SELECTION_ANNOTATION: selection_fingerprint(policy)}
     if cert_manager:
-        meta["annotations"] = {"cert-manager.io/inject-ca-from": f"{namespace}/{NAME}"}
+        meta["annotations"]["cert-manager.io/inject-ca-from"] = f"{namespace}/{NAME}"
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",

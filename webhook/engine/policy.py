@@ -10,6 +10,8 @@ and every error names the file, the line and the field.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -387,3 +389,31 @@ def default_policy_text() -> str:
 def default_policy() -> Policy:
     """The built-in policy."""
     return parse_policy(default_policy_text(), source="<built-in policy>")
+
+
+def selection(policy: Policy) -> dict[str, Any]:
+    """What the webhook configuration is derived from: the pod selectors of each rule,
+    the excluded namespaces and the opt-in namespace selector. A policy edit that
+    changes this needs the webhook configuration re-applied."""
+    opt_in = policy.spec.namespace_selector
+    return {
+        "podSelectors": [
+            [
+                s.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+                for s in r.pod_selectors
+            ]
+            for r in policy.spec.rules
+        ],
+        "excludeNamespaces": list(policy.spec.exclude_namespaces),
+        "namespaceSelector": (
+            None
+            if opt_in is None
+            else opt_in.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        ),
+    }
+
+
+def selection_fingerprint(policy: Policy) -> str:
+    """A short digest of `selection(policy)`, stamped on what `manifests` renders."""
+    canonical = json.dumps(selection(policy), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

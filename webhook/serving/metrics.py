@@ -63,6 +63,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.selection_drift = Gauge(
+            "dify_volume_init_policy_selection_drift",
+            "1 when the loaded policy selects pods differently from the webhook"
+            " configuration it was deployed with (re-apply `manifests`), else 0.",
+            registry=self.registry,
+        )
         self.certificate_expiry = Gauge(
             "volume_init_certificate_expiry_timestamp_seconds",
             "Expiry time (Unix seconds) of the serving certificate in use.",

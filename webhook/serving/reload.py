@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webhook import certs, files
+from webhook.engine import policy
 from webhook.engine.errors import UsageError
 from webhook.serving import logs, tls
 from webhook.serving.settings import Settings
@@ -132,6 +133,7 @@ def watchers(
 
         def load_policy() -> None:
             runtime.policy = files.load_policy(policy_path)
+            check_selection(runtime, settings)
 
         found.append(
             Watched(
@@ -144,6 +146,23 @@ def watchers(
     for watched in found:
         watched.prime()
     return found
+
+
+def check_selection(runtime: ServingState, settings: Settings) -> None:
+    """Compare the loaded policy's selection with the one the webhook configuration
+    was rendered for (`--selection`): the drift gauge, and one warning on a difference."""
+    if not settings.selection or runtime.policy is None:
+        runtime.metrics.selection_drift.set(0)
+        return
+    loaded = policy.selection_fingerprint(runtime.policy)
+    drift = loaded != settings.selection
+    runtime.metrics.selection_drift.set(1 if drift else 0)
+    if drift:
+        _log.warning(
+            "the policy selects pods differently from the webhook configuration:"
+            " re-apply `dify-volume-init manifests --policy FILE` so the apiserver sends them",
+            extra={"fields": {"configured": settings.selection, "policy": loaded}},
+        )
 
 
 async def watch(found: list[Watched], *, interval: float = POLL_SECONDS) -> None:

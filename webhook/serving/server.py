@@ -35,6 +35,7 @@ def build_runtime(settings: Settings) -> ServingState:
         protected_namespaces=frozenset({settings.own_namespace()}),
     )
     runtime.metrics.policy_reloads.labels("loaded").inc()
+    reload.check_selection(runtime, settings)
     return runtime
 
 

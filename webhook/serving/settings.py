@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         le=120,
         description="seconds between SIGTERM (readiness turns false) and closing the listener",
     )
+    selection: str = Field(
+        default="",
+        description="fingerprint of the policy selection the webhook configuration was"
+        " rendered for (manifests sets it); a loaded policy that differs is reported as drift",
+    )
     reload_interval: float = Field(
         default=2.0, gt=0, le=300, description="seconds between checks of the cert and policy"
     )
