@@ -17,7 +17,7 @@ from webhook.engine.patches import PatchBuilder
 from webhook.engine.policy import Rule
 from webhook.engine.storage import Mount
 
-FULL_PASS_ANNOTATION = "volume-init.dify.ai/" + "full-pass"
+FULL_PASS_ANNOTATION = "volume-init.dify.ai/full-pass"  # noqa: S105 (a walk, not a password)
 FULL_PASS_ENV = "VOLUME_INIT_FULL_PASS"  # noqa: S105 (a walk, not a password)
 # A token the script records in its flag: a new one forces one full walk.
 _FULL_PASS = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9._:+]{0,62}$")
@@ -77,17 +77,16 @@ def _free_name(spec: dict[str, Any], wanted: str) -> str:
 
 def _subpath_env(spec: dict[str, Any], mounts: list[Mount]) -> tuple[list[Any], list[Any]]:
     """The `envFrom` and `env` the init container needs for the `subPathExpr` mounts."""
-    expressions: dict[tuple[str, int], list[str]] = {}
-    names: dict[tuple[str, int], str] = {}
+    expressions: dict[tuple[str, int, str], list[str]] = {}  # by (kind, position, name)
     for mount in mounts:
         if mount.sub_path_expr:
-            expressions.setdefault((mount.kind, mount.position), []).append(mount.sub_path_expr)
-            names[(mount.kind, mount.position)] = mount.container
+            key = (mount.kind, mount.position, mount.container)
+            expressions.setdefault(key, []).append(mount.sub_path_expr)
     requirements = []
-    for (kind, index), texts in expressions.items():
+    for (kind, index, name), texts in expressions.items():
         container = spec[kind][index]
         env = podshape.check_env(container, f"spec.{kind}[{index}]")
-        requirements.append(envexpand.requirement(container, env, texts, name=names[(kind, index)]))
+        requirements.append(envexpand.requirement(container, env, texts, name=name))
     return envexpand.merge(requirements)
 
 

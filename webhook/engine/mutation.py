@@ -145,10 +145,18 @@ def mutate(
     return _skip(pod, "no-rule-matched", "no rule's pod selector matches the pod's labels")
 
 
-def _skip(pod: dict[str, Any], reason: str, message: str, rule: str | None = None) -> Decision:
-    """The pod left alone; a rule that wanted it says why in a warning too."""
-    warnings = [f"not injected: {message}"] if reason in _TOLD else []
-    return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule)
+def _skip(
+    pod: dict[str, Any],
+    reason: str,
+    message: str,
+    rule: str | None = None,
+    *,
+    warnings: list[str] | None = None,
+) -> Decision:
+    """The pod left alone, with `warnings` said on the way; a rule that wanted it
+    says why in a warning too, first."""
+    told = [f"not injected: {message}"] if reason in _TOLD else []
+    return Decision("skipped", reason, message, pod, warnings=[*told, *(warnings or ())], rule=rule)
 
 
 def _decide_for_rule(
@@ -330,10 +338,7 @@ def _classify(
     reason = "read-only-storage" if read_only else "no-storage-mount"
     what = "writable " if read_only else "fixable "
     message = f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"
-    warnings = classified.warnings
-    if read_only:
-        warnings = [f"not injected: {message}", *warnings]
-    return Decision("skipped", reason, message, pod, warnings=warnings, rule=rule.name)
+    return _skip(pod, reason, message, rule.name, warnings=classified.warnings)
 
 
 def _apply(
@@ -363,14 +368,7 @@ def _apply(
         added = initcontainer.add(builder, rule, fixable, group=group, warnings=warnings)
         if isinstance(added, envexpand.Unreproducible):
             message = f"{where}: a subPathExpr cannot be expanded the same way: {added}"
-            return Decision(
-                "skipped",
-                "subpath-expr-unresolvable",
-                message,
-                pod,
-                warnings=[f"not injected: {message}", *warnings],
-                rule=rule.name,
-            )
+            return _skip(pod, "subpath-expr-unresolvable", message, rule.name, warnings=warnings)
         init_name = added
     if fs_group is not None and fs_group != rule.group:
         warnings.append(
@@ -386,14 +384,8 @@ def _apply(
     _status_annotation(builder, rule=rule.name, volumes=fixed, owner=owner, init=init_name)
 
     if not builder.operations:
-        return Decision(
-            "skipped",
-            "already-injected",
-            f"{where}: already injected, nothing to change",
-            pod,
-            warnings=warnings,
-            rule=rule.name,
-        )
+        message = f"{where}: already injected, nothing to change"
+        return _skip(pod, "already-injected", message, rule.name, warnings=warnings)
     mounted = ", ".join(dict.fromkeys(f"{m.volume} at {m.mount_path}" for m in fixable))
     what = "securityContext only (Pod Security restricted)" if restricted else "init container"
     return Decision(

@@ -60,7 +60,7 @@ def _absolute_path(value: str) -> str:
         raise ValueError(f"{value!r} must be an absolute path (starting with '/')")
     if "\x00" in value:
         raise ValueError("a path cannot contain a NUL character")
-    return normalize_path(value)
+    return hostpaths.normalize(value)
 
 
 def _dns_label(value: str) -> str:
@@ -111,9 +111,6 @@ def _version(value: Any) -> Any:
     if images.parse_version(value) is None:
         raise ValueError(f"{value!r} is not a version such as 1.10.1")
     return value
-
-
-normalize_path = hostpaths.normalize
 
 
 LabelKey = Annotated[str, AfterValidator(_label_key)]
