@@ -109,25 +109,70 @@ def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
 
 
 def test_certs_then_manifests_with_the_ca_bundle(tmp_path: Path) -> None:
-    """Guards `certs` then `manifests --ca-bundle`: the bundle reaches the webhook configuration."""
+    """Guards `certs` then `manifests --ca-bundle`: the bundle reaches the webhook
+    configuration; a re-run renews and prints the same caBundle; the rotation's
+    two-CA bundle is accepted too."""
     import base64
 
     import yaml
 
-    result = run("certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path))
+    def bundle_in_manifests(path: Path) -> set[bytes]:
+        manifests = run("manifests", "--namespace", "ops", "--ca-bundle", str(path))
+        assert manifests.returncode == 0, manifests.stderr
+        docs = list(yaml.safe_load_all(manifests.stdout))
+        (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+        assert {w["clientConfig"]["service"]["namespace"] for w in config["webhooks"]} == {"ops"}
+        return {base64.b64decode(w["clientConfig"]["caBundle"]) for w in config["webhooks"]}
+
+    result = run(
+        "certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path),
+        "--print-ca-bundle",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     ca = (tmp_path / "ca.crt").read_bytes()
     assert base64.b64decode(result.stdout.strip()) == ca
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
-    again = run("certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path))
-    assert again.returncode == 2
-    assert "already exists (use --force to replace it)" in again.stderr
-    manifests = run("manifests", "--namespace", "ops", "--ca-bundle", str(tmp_path / "ca.crt"))
-    assert manifests.returncode == 0, manifests.stderr
-    docs = list(yaml.safe_load_all(manifests.stdout))
-    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
-    assert {base64.b64decode(w["clientConfig"]["caBundle"]) for w in config["webhooks"]} == {ca}
-    assert {w["clientConfig"]["service"]["namespace"] for w in config["webhooks"]} == {"ops"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
+    assert f"--ca-bundle {tmp_path}/ca.crt" in result.stderr
+    assert "kubectl -n ops create secret tls dify-volume-init-tls" in result.stderr
+    served = (tmp_path / "tls.crt").read_bytes()
+    again = run("certs", "--out-dir", str(tmp_path), "--print-ca-bundle")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == result.stdout, "a renewal prints the same caBundle"
+    assert (tmp_path / "tls.crt").read_bytes() != served
+    assert "the caBundle" in again.stderr and "is unchanged" in again.stderr
+    assert bundle_in_manifests(tmp_path / "ca.crt") == {ca}
+    start = run("certs", "--rotate-ca", "--out-dir", str(tmp_path), "--print-ca-bundle")
+    assert start.returncode == 0, start.stderr
+    pair = (tmp_path / "ca-bundle.crt").read_bytes()
+    assert base64.b64decode(start.stdout.strip()) == pair
+    assert pair.count(b"BEGIN CERTIFICATE") == 2
+    assert bundle_in_manifests(tmp_path / "ca-bundle.crt") == {pair}
+    switch = run("certs", "--rotate-ca", "switch", "--out-dir", str(tmp_path))
+    assert switch.returncode == 0 and switch.stdout == "", "the caBundle only when asked"
+
+
+def test_certs_bad_inputs_are_one_line(tmp_path: Path) -> None:
+    """Guards `certs` usage errors: one line each, exit 2, nothing written."""
+    out = tmp_path / "out"
+    cases = [
+        (["--ca-cert", str(tmp_path / "x.pem")], "--ca-cert and --ca-key go together"),
+        (["--days", "0"], "--days must be between 1 and 365"),
+        (["--renew"], "no CA to renew from"),
+        (["--rotate-ca"], "no CA to rotate from: run `certs` first"),
+        (["--rotate-ca", "later"], "'later' is not one of start, switch, finish"),
+        (
+            ["--ca-cert", str(tmp_path / "x.pem"), "--ca-key", str(tmp_path / "x.key")],
+            "x.pem: certificate file not found",
+        ),
+    ]
+    for args, message in cases:
+        result = run("certs", "--out-dir", str(out), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert not out.exists() or not any(out.iterdir())
+    both = run("certs", "--out-dir", str(out), "--renew", "--force")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
 def test_manifests_bad_inputs(tmp_path: Path) -> None:

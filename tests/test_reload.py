@@ -8,8 +8,14 @@ it) and rotated the way it does: a new directory, then an atomic swap of
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import json
 import logging
 import os
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -137,6 +143,132 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
         assert float(line.split()[1]) == expiry.not_valid_after_utc.timestamp()
 
 
+def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> None:
+    """Guards issue 12's renewal and CA rotation end to end: the `certs` command's files,
+    published kubelet-style and hot-reloaded, under load from clients that trust what
+    kube-apiserver may hold at each moment (before a caBundle edit lands, the previous
+    bundle; after, the new one): no request fails, and every new certificate is served.
+    A client that kept only the first CA fails after the switch, as every client did
+    after `certs --force` before renewal kept the CA."""
+    out = tmp_path / "certs"
+    tls_dir = tmp_path / "secret"
+
+    def certs_command(*args: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "webhook", "certs", "--out-dir", str(out), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+    def publish() -> int:
+        """The Secret update (`kubectl create secret tls ... | kubectl apply -f -`)."""
+        cert = (out / "tls.crt").read_bytes()
+        project(tls_dir, {"tls.crt": cert, "tls.key": (out / "tls.key").read_bytes()})
+        return int(x509.load_pem_x509_certificate(cert).serial_number)
+
+    certs_command("--service", servers.SERVICE, "--namespace", servers.NAMESPACE)
+    first_ca = (out / "ca.crt").read_bytes()
+    (tmp_path / "first-ca.crt").write_bytes(first_ca)
+    serials = [publish()]
+    trusted = [first_ca]  # the caBundles kube-apiserver may hold now
+    args = [
+        "--tls-cert", str(tls_dir / "tls.crt"),
+        "--tls-key", str(tls_dir / "tls.key"),
+        "--reload-interval", "0.2",
+    ]  # fmt: skip
+    with servers.running(args, ca_file=tmp_path / "first-ca.crt", workdir=tmp_path) as server:
+        stop = threading.Event()
+        lock = threading.Lock()
+        failures: list[str] = []
+        seen: set[int] = set()
+        answered: dict[bytes, int] = {}
+
+        def load() -> None:
+            clients: dict[bytes, httpx.Client] = {}
+            turn = 0
+            while not stop.is_set():
+                with lock:
+                    bundle = trusted[turn % len(trusted)]
+                turn += 1
+                if bundle not in clients:
+                    context = ssl.create_default_context(cadata=bundle.decode())
+                    clients[bundle] = httpx.Client(
+                        verify=context,
+                        base_url=server.url,
+                        limits=httpx.Limits(max_keepalive_connections=0),
+                    )
+                try:
+                    with clients[bundle].stream(
+                        "POST",
+                        "/mutate",
+                        json=helpers.review(POD),
+                        extensions={"sni_hostname": servers.SERVICE_DNS},
+                    ) as response:
+                        serial = serial_of(response)
+                        response.read()
+                    ok = response.status_code == 200 and response.json()["response"]["allowed"]
+                except Exception as exc:  # every failure counts
+                    with lock:
+                        failures.append(repr(exc))
+                    continue
+                with lock:
+                    seen.add(serial)
+                    answered[bundle] = answered.get(bundle, 0) + 1
+                    if not ok:
+                        failures.append(f"HTTP {response.status_code}")
+            for client in clients.values():
+                client.close()
+
+        def served(serial: int) -> None:
+            serials.append(serial)
+            wait_for(lambda: serial in seen or bool(failures))
+
+        def apply_bundle(bundle: bytes) -> None:
+            """A caBundle edit: for a while the apiserver may hold either."""
+            with lock:
+                trusted.append(bundle)
+            time.sleep(0.5)
+            with lock:
+                trusted[:] = [bundle]
+
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.3)
+            certs_command()  # a re-run renews from the same CA
+            assert (out / "ca.crt").read_bytes() == first_ca
+            served(publish())
+            certs_command("--rotate-ca")  # start: old and new CA
+            both = (out / "ca-bundle.crt").read_bytes()
+            apply_bundle(both)
+            certs_command("--rotate-ca", "switch")
+            served(publish())
+            stale = server.client()  # trusts only the first CA
+            with stale, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                stale.get("/readyz", extensions={"sni_hostname": servers.SERVICE_DNS})
+            certs_command("--rotate-ca", "finish")
+            new_ca = (out / "ca.crt").read_bytes()
+            assert new_ca != first_ca
+            apply_bundle(new_ca)
+            certs_command("--renew")
+            served(publish())
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+        assert failures == [], failures[:5]
+        assert set(serials) <= seen, "clients must see every new certificate"
+        assert set(answered) == {first_ca, both, new_ca}, "each caBundle was exercised"
+        assert min(answered.values()) > 5, answered
+        loaded = server.log().count("loaded the new serving certificate")
+        assert loaded == 3, server.log()
+
+
 def test_policy_edits_apply_and_bad_ones_are_refused(tmp_path: Path) -> None:
     """Guards policy hot reload: edits apply, invalid ones are refused, the last good stays."""
     bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
@@ -204,3 +336,76 @@ def test_watched_keeps_the_last_good_version(
     path.unlink()
     assert watched.check() is False
     assert runtime.policy.spec.rules[0].group == 3000
+
+
+def test_a_certificate_near_its_end_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards the expiry warning: with under 30 days left, one warning when the certificate
+    is loaded, naming its end, then once a day rather than on every poll; none for a
+    certificate with more left; the gauge holds its notAfter either way."""
+    authority = certs.new_authority("test CA")
+
+    def install(days: int) -> None:
+        cert, key = certs.issue(authority, dns_names=["svc"], days=days)
+        (tmp_path / "tls.crt").write_bytes(cert)
+        (tmp_path / "tls.key").write_bytes(key)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    install(10)
+    runtime = ServingState(policy=None)
+    settings = Settings(tls_cert=tmp_path / "tls.crt", tls_key=tmp_path / "tls.key")
+    with caplog.at_level(logging.INFO, logger="webhook"):
+        store = reload.CertificateStore(settings, runtime)
+        (warning,) = warnings()
+        expires = certs.expiry((tmp_path / "tls.crt").read_bytes())
+        assert f"expires on {expires:%Y-%m-%d %H:%M} UTC, in 9 days" in warning
+        assert "dify-volume-init certs --renew" in warning
+        now = dt.datetime.now(dt.UTC)
+        assert not store.warn_if_expiring(now + dt.timedelta(hours=1))
+        assert store.warn_if_expiring(now + dt.timedelta(hours=25))
+        assert store.warn_if_expiring(now + dt.timedelta(days=11))
+        assert "expired on" in warnings()[-1]
+        install(90)
+        store.reload()
+        assert len(warnings()) == 3
+        assert not store.warn_if_expiring(now + dt.timedelta(days=59))
+        assert store.warn_if_expiring(now + dt.timedelta(days=61))
+    gauge = runtime.metrics.certificate_expiry.collect()[0].samples[0].value
+    assert gauge == certs.expiry((tmp_path / "tls.crt").read_bytes()).timestamp()
+
+
+def test_a_server_started_on_a_certificate_near_its_end_says_so(tmp_path: Path) -> None:
+    """Guards the warning where an operator sees it: the server's log at start-up."""
+    authority = certs.new_authority("test CA")
+    (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
+    names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
+    cert, key = certs.issue(authority, dns_names=names, days=20)
+    (tmp_path / "tls.crt").write_bytes(cert)
+    (tmp_path / "tls.key").write_bytes(key)
+    args = ["--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key")]
+    with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    (warning,) = [line for line in lines if "serving certificate expires" in line["msg"]]
+    assert warning["level"] == "warning", warning
+    assert warning["file"] == str(tmp_path / "tls.crt")
+
+
+def test_the_poll_checks_the_expiry_even_when_nothing_changed(tmp_path: Path) -> None:
+    """Guards the daily warning's clock: every poll calls each watched set's tick, so a
+    certificate that ages into its last 30 days is warned about with no reload."""
+    ticks: list[int] = []
+    path = tmp_path / "file"
+    path.write_text("same")
+    watched = reload.Watched("file", [path], lambda: None, tick=lambda: ticks.append(1))
+    watched.prime()
+
+    async def poll_a_while() -> None:
+        task = asyncio.create_task(reload.watch([watched], interval=0.01))
+        await asyncio.sleep(0.2)
+        task.cancel()
+
+    asyncio.run(poll_a_while())
+    assert len(ticks) >= 5

@@ -7,8 +7,8 @@ Layers, bottom up; tests/test_layers.py holds them:
   JSON Patch out; no I/O, no framework.
 - `webhook.review`: the dry run, the engine over manifest files.
 - `webhook.serving`: the HTTPS admission server around the engine.
-- `webhook.cli`, `webhook.certs`, `webhook.manifests`, `webhook.files`: the
-  command line and what its commands read and write.
+- `webhook.cli`, `webhook.certs`, `webhook.certdir`, `webhook.manifests`,
+  `webhook.files`: the command line and what its commands read and write.
 
 Public: the names re-exported here, the engine's contract for whoever embeds
 the decision; everything else may change between releases.

@@ -1,10 +1,11 @@
 """Certificates for the webhook's HTTPS endpoint.
 
 Building a certificate is a pure function that returns PEM bytes; writing
-them is a separate step (`write_files`), atomic, with the private key at mode
-0600. kube-apiserver verifies the serving certificate against the
-`caBundle` of the webhook configuration and the Service's DNS name, so the
-serving certificate carries every name a client may use for the Service.
+them is a separate step (`write_files`, and `certdir` for renewal and CA
+rotation), atomic, with private keys at mode 0600. kube-apiserver verifies
+the serving certificate against the `caBundle` of the webhook configuration
+and the Service's DNS name, so the serving certificate carries every name a
+client may use for the Service.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webhook.engine.errors import CertificateError
@@ -27,11 +30,15 @@ LEAF_MAX_DAYS = 365
 CA_DAYS = 3650
 
 
+IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """A CA certificate and a serving certificate with its key, all PEM."""
+    """A CA certificate and key, and a serving certificate with its key, all PEM."""
 
     ca_cert: bytes
+    ca_key: bytes
     cert: bytes
     key: bytes
 
@@ -51,11 +58,86 @@ class Authority:
     """A CA that can issue serving certificates (its key stays in memory)."""
 
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: IssuerKey
 
     @property
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+
+def issued_by(cert_pem: bytes, ca: x509.Certificate) -> bool:
+    """True when the first certificate of `cert_pem` was signed by `ca`'s key."""
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _key_pem(key: IssuerKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _signature_hash(key: IssuerKey) -> hashes.SHA256 | None:
+    # NB: Ed25519 signs the message itself; cryptography wants no hash for it.
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def load_authority(cert_path: Path, key_path: Path, *, now: dt.datetime | None = None) -> Authority:
+    """The CA in `cert_path` (its first certificate) with its key, checked as a signer.
+
+    Refused in one line: a file that is not PEM, an encrypted or unsupported
+    key, a key that is not the certificate's, a certificate that is not a CA
+    (basicConstraints, keyUsage) or is not valid now.
+    """
+    cert = read_certificates(cert_path)[0]
+    key_data = _read(key_path, "CA key")
+    try:
+        key = serialization.load_pem_private_key(key_data, password=None)
+    except TypeError:
+        raise CertificateError(f"{key_path}: the key is encrypted; give it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError(f"{key_path}: not a PEM private key") from None
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise CertificateError(f"{key_path}: not an ECDSA, RSA or Ed25519 key")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != cert.public_key().public_bytes(serialization.Encoding.DER, spki):
+        raise CertificateError(f"{key_path}: not the key of the CA certificate {cert_path}")
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise CertificateError(f"{cert_path}: not a CA certificate (no basicConstraints CA:TRUE)")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise CertificateError(f"{cert_path}: its keyUsage does not allow signing certificates")
+    now = now or dt.datetime.now(dt.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise CertificateError(
+            f"{cert_path}: the CA is not valid now (valid from {_day(cert.not_valid_before_utc)}"
+            f" to {_day(cert.not_valid_after_utc)})"
+        )
+    return Authority(cert, key)
+
+
+def _day(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def new_authority(common_name: str, *, now: dt.datetime | None = None) -> Authority:
@@ -91,7 +173,8 @@ def issue(
     """A serving certificate and its key (PEM) for `dns_names`, signed by `authority`.
 
     With `client=True` the certificate is for TLS client authentication instead
-    (as kube-apiserver presents to a webhook that asks for one).
+    (as kube-apiserver presents to a webhook that asks for one). It never
+    outlives its CA: its notAfter is the CA's when `days` would reach past it.
     """
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
@@ -108,7 +191,7 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))  # tolerate small clock skew
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(min(now + dt.timedelta(days=days), authority.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(
@@ -121,14 +204,9 @@ def issue(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), False
         )
-        .sign(authority.key, hashes.SHA256())
+        .sign(authority.key, _signature_hash(authority.key))
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
 def build(
@@ -141,9 +219,29 @@ def build(
     """A new CA and a serving certificate it signs for the given names."""
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
-    authority = new_authority(f"{dns_names[0]} CA", now=now)
+    authority = new_authority(authority_name(dns_names, now=now), now=now)
     cert, key = issue(authority, dns_names=dns_names, ip_addresses=ip_addresses, days=days, now=now)
-    return Bundle(ca_cert=authority.cert_pem, cert=cert, key=key)
+    return Bundle(ca_cert=authority.cert_pem, ca_key=authority.key_pem, cert=cert, key=key)
+
+
+def authority_name(dns_names: list[str], *, now: dt.datetime | None = None) -> str:
+    """The common name of a CA made here: the first name, the day and a random tag, so
+    that the old and the new CA of a rotation read apart (`openssl x509 -subject`)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{dns_names[0]} CA {now:%Y-%m-%d} {secrets.token_hex(4)}"
+
+
+def certificate_names(cert_pem: bytes) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses of the first certificate of `cert_pem`."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return (
+        list(san.get_values_for_type(x509.DNSName)),
+        [str(a) for a in san.get_values_for_type(x509.IPAddress)],
+    )
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
@@ -160,44 +258,75 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def write_files(out_dir: Path, bundle: Bundle, *, force: bool = False) -> list[Path]:
-    """Write `ca.crt`, `tls.crt` and `tls.key` into `out_dir`, each atomically.
+PUBLIC, PRIVATE = 0o644, 0o600
 
-    Refuses to overwrite an existing file unless `force`; the key is 0600.
+
+def write_files(out_dir: Path, bundle: Bundle, *, force: bool = False) -> list[Path]:
+    """Write `ca.crt`, `ca.key`, `tls.crt` and `tls.key` into `out_dir` as one set.
+
+    Refuses to overwrite an existing file unless `force`; the keys are 0600.
     """
-    files = {"ca.crt": (bundle.ca_cert, 0o644), "tls.crt": (bundle.cert, 0o644)}
-    files["tls.key"] = (bundle.key, 0o600)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CertificateError(f"{out_dir}: cannot create directory: {exc.strerror}") from None
+    files = {
+        "ca.crt": (bundle.ca_cert, PUBLIC),
+        "ca.key": (bundle.ca_key, PRIVATE),
+        "tls.crt": (bundle.cert, PUBLIC),
+        "tls.key": (bundle.key, PRIVATE),
+    }
+    make_directory(out_dir)
     existing = [out_dir / name for name in files if (out_dir / name).exists()]
     if existing and not force:
         raise CertificateError(f"{existing[0]}: already exists (use --force to replace it)")
-    written = []
-    for name, (data, mode) in files.items():
-        target = out_dir / name
-        atomic_write(target, data, mode=mode)
-        written.append(target)
-    return written
+    return replace_files(out_dir, files)
 
 
-def atomic_write(target: Path, data: bytes, *, mode: int) -> None:
-    """Write `data` to `target` via a temporary file and a rename: never half-written."""
+def make_directory(directory: Path) -> None:
+    """`mkdir -p`, or a one-line `CertificateError`."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CertificateError(f"{target}: cannot write: {exc.strerror}") from None
+        raise CertificateError(f"{directory}: cannot create directory: {exc.strerror}") from None
+
+
+def replace_files(
+    directory: Path, files: dict[str, tuple[bytes, int]], *, remove: tuple[str, ...] = ()
+) -> list[Path]:
+    """Write `files` (name: data, mode) into `directory`, then remove `remove`.
+
+    Every file is first written in full to a temporary file beside its target
+    (and synced); only when all are staged are they renamed into place, so a
+    full disk or a permission error changes nothing, and the renames leave no
+    file half-written.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, (data, mode) in files.items():
+            staged.append((_stage(directory / name, data, mode=mode), directory / name))
+        for tmp, target in staged:
+            os.replace(tmp, target)
+        for name in remove:
+            if name not in files:
+                (directory / name).unlink(missing_ok=True)
+    except OSError as exc:
+        failed = exc.filename or directory
+        raise CertificateError(f"{failed}: cannot write: {exc.strerror}") from None
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+    return [target for _, target in staged]
+
+
+def _stage(target: Path, data: bytes, *, mode: int) -> str:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
+    except OSError:
         Path(tmp).unlink(missing_ok=True)
-        raise CertificateError(f"{target}: cannot write: {exc.strerror}") from None
+        raise
+    return tmp
 
 
 def ensure_development_certificates(cert_dir: Path, *, service: str, namespace: str) -> bool:
@@ -222,15 +351,29 @@ def expiry(cert_pem: bytes) -> dt.datetime:
 
 
 def read_certificate(path: Path) -> bytes:
-    """The bytes of a PEM certificate file, or a one-line `CertificateError`."""
+    """The bytes of a PEM file of one or more certificates (a CA bundle during a
+    rotation holds two), or a one-line `CertificateError`."""
+    data = _read(path, "certificate")
+    _certificates(data, path)
+    return data
+
+
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    """The certificates of a PEM file, first to last, or a one-line `CertificateError`."""
+    return _certificates(_read(path, "certificate"), path)
+
+
+def _certificates(data: bytes, path: Path) -> list[x509.Certificate]:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CertificateError(f"{path}: certificate file not found") from None
-    except OSError as exc:
-        raise CertificateError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        x509.load_pem_x509_certificate(data)
+        return x509.load_pem_x509_certificates(data)
     except ValueError:
         raise CertificateError(f"{path}: not a PEM certificate") from None
-    return data
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise CertificateError(f"{path}: cannot read: {exc.strerror}") from None

@@ -140,21 +140,60 @@ def _review_command(commands: Any) -> None:
 
 
 def _certs_command(commands: Any) -> None:
-    """`certs`: the CA and serving certificate files."""
+    """`certs`: the CA and serving certificate files, renewal and CA rotation."""
     certs_cmd = commands.add_parser(
         "certs",
-        help="write a CA and a serving certificate for the webhook's Service",
-        description="Write ca.crt, tls.crt and tls.key (ECDSA P-256; the key 0600) for"
-        " <service>.<namespace>.svc and its other names, then print the base64 caBundle"
-        " for `manifests --ca-bundle`.",
+        help="write, renew or rotate the webhook's CA and serving certificate",
+        description="Write ca.crt, ca.key, tls.crt and tls.key (ECDSA P-256; keys 0600) for"
+        " <service>.<namespace>.svc and its other names; run again (or with --renew) to renew"
+        " the serving certificate from the same CA, so the webhook configuration's caBundle"
+        " stays valid. --rotate-ca moves to a new CA in three steps with overlap. Says on"
+        " stderr what it wrote, which file the caBundle must hold (`manifests --ca-bundle"
+        " FILE`) and what to do next.",
     )
-    certs_cmd.add_argument("--service", default=PRODUCT, help="Service name")
-    certs_cmd.add_argument("--namespace", default=PRODUCT, help="its namespace")
-    certs_cmd.add_argument("--out-dir", default="certs", help="where to write (default certs/)")
+    certs_cmd.add_argument(
+        "--service", help=f"Service name (default: kept from tls.crt, else {PRODUCT})"
+    )
+    certs_cmd.add_argument(
+        "--namespace", help=f"its namespace (default: kept from tls.crt, else {PRODUCT})"
+    )
+    certs_cmd.add_argument("--out-dir", default="certs", help="the directory (default certs/)")
     certs_cmd.add_argument(
         "--days", type=int, default=365, help="serving certificate lifetime, at most 365"
     )
-    certs_cmd.add_argument("--force", action="store_true", help="replace existing files")
+    step = certs_cmd.add_mutually_exclusive_group()
+    step.add_argument(
+        "--renew",
+        action="store_true",
+        help="only renew the serving certificate from the CA in --out-dir (refused if none)",
+    )
+    step.add_argument(
+        "--rotate-ca",
+        nargs="?",
+        const="start",
+        metavar="STEP",
+        help="CA rotation with overlap, one step per run: start (default; a new CA and a"
+        " caBundle of old and new), switch (the serving certificate from the new CA),"
+        " finish (the old CA dropped)",
+    )
+    step.add_argument(
+        "--force",
+        action="store_true",
+        help="start over with a new CA: breaks the caBundle in place until it is replaced",
+    )
+    certs_cmd.add_argument(
+        "--ca-cert",
+        metavar="FILE",
+        help="sign with this CA (an organisation's; PEM, with --ca-key)",
+    )
+    certs_cmd.add_argument(
+        "--ca-key", metavar="FILE", help="the key of --ca-cert (PEM, unencrypted; never copied)"
+    )
+    certs_cmd.add_argument(
+        "--print-ca-bundle",
+        action="store_true",
+        help="print the caBundle the webhook configuration must now hold, base64, on stdout",
+    )
 
 
 def _manifests_command(commands: Any) -> None:
@@ -386,15 +425,36 @@ def _review(args: argparse.Namespace) -> int:
 def _certs(args: argparse.Namespace) -> int:
     import base64  # noqa: PLC0415
 
-    from webhook import certs  # noqa: PLC0415
+    from webhook import certdir, certs  # noqa: PLC0415
 
-    bundle = certs.build(
-        dns_names=certs.service_names(args.service, args.namespace), days=args.days
+    if (args.ca_cert is None) != (args.ca_key is None):
+        raise UsageError("--ca-cert and --ca-key go together")
+    given = given_pem = None
+    if args.ca_cert is not None:
+        given = certs.load_authority(Path(args.ca_cert), Path(args.ca_key))
+        given_pem = certs.read_certificate(Path(args.ca_cert))
+    names = None
+    if args.service is not None or args.namespace is not None:
+        names = certs.service_names(args.service or PRODUCT, args.namespace or PRODUCT)
+    if not 1 <= args.days <= certs.LEAF_MAX_DAYS:
+        raise UsageError(f"--days must be between 1 and {certs.LEAF_MAX_DAYS}")
+    request = certdir.Request(
+        Path(args.out_dir), names, days=args.days, given=given, given_pem=given_pem or b""
     )
-    written = certs.write_files(Path(args.out_dir), bundle, force=args.force)
-    for path in written:
+    if args.rotate_ca:
+        outcome = certdir.rotate(request, args.rotate_ca)
+    elif args.force:
+        outcome = certdir.start_over(request)
+    else:
+        outcome = certdir.issue(request, renew_only=args.renew)
+    for path in outcome.written:
         print(f"wrote {path}", file=sys.stderr)
-    print(base64.b64encode(bundle.ca_cert).decode("ascii"))
+    for path in outcome.removed:
+        print(f"removed {path}", file=sys.stderr)
+    for line in outcome.lines:
+        print(line, file=sys.stderr)
+    if args.print_ca_bundle:
+        print(base64.b64encode(outcome.ca_bundle.read_bytes()).decode("ascii"))
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ connections already open finish on the old one.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import ssl
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from webhook.serving.state import ServingState
 
 _log = logs.get("reload")
 POLL_SECONDS = 2.0
+EXPIRY_WARNING = dt.timedelta(days=30)
+"""A serving certificate with less left than this is warned about (as cert-manager
+renews at two thirds of a 90-day life, a healthy one never gets here)."""
+WARNING_REPEAT = dt.timedelta(hours=24)
 
 
 def _fingerprint(paths: list[Path]) -> str | None:
@@ -55,6 +60,8 @@ class Watched:
     load: Callable[[], None]
     """Load and apply the new version; raise `UsageError` to refuse it."""
     on_result: Callable[[str], None] = lambda result: None
+    tick: Callable[[], object] = lambda: None
+    """Called on every poll, changed or not (the certificate's expiry check)."""
     seen: str | None = field(default=None)
 
     def prime(self) -> None:
@@ -89,6 +96,8 @@ class CertificateStore:
     def __init__(self, settings: Settings, runtime: ServingState) -> None:
         self._settings = settings
         self.runtime = runtime
+        self.expires = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self._warned_at: dt.datetime | None = None
         self.listening = self._build()
         self.listening.sni_callback = self._select
         self.current = self.listening
@@ -108,8 +117,34 @@ class CertificateStore:
         self._record_expiry()
 
     def _record_expiry(self) -> None:
-        expires = certs.expiry(self._settings.tls_cert.read_bytes())
-        self.runtime.metrics.certificate_expiry.set(expires.timestamp())
+        self.expires = certs.expiry(self._settings.tls_cert.read_bytes())
+        self.runtime.metrics.certificate_expiry.set(self.expires.timestamp())
+        self._warned_at = None
+        self.warn_if_expiring()
+
+    def warn_if_expiring(self, now: dt.datetime | None = None) -> bool:
+        """One warning when the certificate in force has less than `EXPIRY_WARNING` left:
+        at load, then once a day while it lasts. True when it warned."""
+        now = now or dt.datetime.now(dt.UTC)
+        left = self.expires - now
+        if left >= EXPIRY_WARNING:
+            return False
+        if self._warned_at is not None and now - self._warned_at < WARNING_REPEAT:
+            return False
+        self._warned_at = now
+        when = f"{self.expires:%Y-%m-%d %H:%M} UTC"
+        state = (
+            f"expired on {when}"
+            if left <= dt.timedelta(0)
+            else f"expires on {when}, in {left.days} days"
+        )
+        _log.warning(
+            f"the serving certificate {state}: renew it with"
+            " `dify-volume-init certs --renew` and update the Secret (cert-manager renews"
+            " its own; check its Certificate)",
+            extra={"fields": {"file": str(self._settings.tls_cert), "not_after": when}},
+        )
+        return True
 
 
 def watchers(
@@ -126,6 +161,7 @@ def watchers(
                 + ([settings.client_ca] if settings.client_ca is not None else []),
                 store.reload,
                 lambda result: metrics.certificate_reloads.labels(result).inc(),
+                tick=store.warn_if_expiring,
             )
         )
     if settings.policy is not None:
@@ -171,3 +207,4 @@ async def watch(found: list[Watched], *, interval: float = POLL_SECONDS) -> None
         await asyncio.sleep(interval)
         for watched in found:
             watched.check()
+            watched.tick()

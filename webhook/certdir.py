@@ -1,0 +1,319 @@
+"""The certificate directory `certs` keeps, and its day-two steps.
+
+kube-apiserver trusts the webhook through the `caBundle` of the webhook
+configuration, so the one thing a renewal must not do is change the CA. The
+directory keeps the CA's key for that reason, and every step says which file
+the `caBundle` must hold afterwards:
+
+    ca.crt, ca.key          the CA the caBundle trusts (no ca.key when an
+                            organisation's CA signs: --ca-cert/--ca-key)
+    tls.crt, tls.key        the serving certificate (the Secret's two keys)
+    ca-next.crt, ca-next.key   during a CA rotation: the CA rotated to
+    ca-bundle.crt           during a CA rotation: old and new CA, trusted both
+
+`issue` creates the set, or renews the serving certificate from the CA that
+signed the one in place (names kept). A CA rotation overlaps, as Linkerd's
+and kubeadm's do: `start` (new CA; the caBundle becomes old+new), `switch`
+(the serving certificate from the new CA), `finish` (the old CA dropped;
+the caBundle becomes the new CA). Each step checks from the files that the
+previous one was done, and writes its files as one set (`replace_files`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from webhook import certs
+from webhook.engine import PRODUCT
+from webhook.engine.errors import CertificateError, UsageError
+
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+NEXT_CERT, NEXT_KEY = "ca-next.crt", "ca-next.key"
+BUNDLE = "ca-bundle.crt"
+TLS_CERT, TLS_KEY = "tls.crt", "tls.key"
+ROTATION_STEPS = ("start", "switch", "finish")
+SECRET = f"{PRODUCT}-tls"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `certs` was asked for."""
+
+    directory: Path
+    dns_names: list[str] | None = None
+    """None: keep the names of the serving certificate in place (or the default Service's)."""
+    ip_addresses: list[str] = field(default_factory=list)
+    days: int = certs.LEAF_MAX_DAYS
+    given: certs.Authority | None = None
+    """An organisation's CA to sign with (--ca-cert/--ca-key)."""
+    given_pem: bytes = b""
+    """Its certificate file as given: what the caBundle trusts."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step wrote and removed, the file the caBundle must now hold, and what to do next."""
+
+    written: list[Path]
+    removed: list[Path]
+    ca_bundle: Path
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class _CA:
+    """A CA certificate file in the directory, with its key if it is there."""
+
+    cert_path: Path
+    key_path: Path
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return certs.read_certificates(self.cert_path)[0]
+
+    def authority(self, request: Request) -> certs.Authority:
+        if request.given is not None and request.given.cert == self.cert:
+            return request.given
+        if not self.key_path.exists():
+            raise CertificateError(
+                f"{self.key_path}: not found, so {self.cert_path} cannot sign: give its key with"
+                " --ca-cert/--ca-key, or move to a new CA with `certs --rotate-ca start`"
+            )
+        return certs.load_authority(self.cert_path, self.key_path)
+
+
+def _ca(directory: Path, cert_name: str, key_name: str) -> _CA | None:
+    path = directory / cert_name
+    return _CA(path, directory / key_name) if path.exists() else None
+
+
+def issue(request: Request, *, renew_only: bool = False) -> Outcome:
+    """`certs` and `certs --renew`: the first set, or a serving certificate renewed from
+    the CA that signed the one in place, for the same names. The caBundle does not change."""
+    d = request.directory
+    cas = [c for c in (_ca(d, CA_CERT, CA_KEY), _ca(d, NEXT_CERT, NEXT_KEY)) if c is not None]
+    if not cas:
+        if renew_only:
+            raise CertificateError(
+                f"{d / CA_CERT}: no CA to renew from: run `certs` without --renew to make one,"
+                " or give --ca-cert/--ca-key"
+            )
+        if (d / TLS_CERT).exists():
+            raise CertificateError(
+                f"{d / TLS_CERT}: exists with no CA beside it ({CA_CERT}): --force starts over"
+                " with a new CA (the caBundle must then be replaced)"
+            )
+        return _first_set(request)
+    if request.given is not None and all(request.given.cert != c.cert for c in cas):
+        raise CertificateError(
+            f"{cas[0].cert_path}: holds another CA than --ca-cert; changing the CA breaks the"
+            " webhook configuration's caBundle: move to it with `certs --rotate-ca start"
+            " --ca-cert FILE --ca-key FILE`, or start over with --force"
+        )
+    signer = _signer_of_serving(d, cas) or cas[0]
+    authority = signer.authority(request)
+    written = _write_serving(request, authority)
+    in_rotation = (d / NEXT_CERT).exists()
+    bundle = d / (BUNDLE if in_rotation else CA_CERT)
+    lines = [
+        f"renewed {d / TLS_CERT} from the CA in {signer.cert_path}, {_until(written)};"
+        f" the caBundle ({bundle}) is unchanged",
+        f"next: {_update_secret(d)}",
+    ]
+    return Outcome(written, [], bundle, lines)
+
+
+def start_over(request: Request) -> Outcome:
+    """`certs --force`: a new CA (or the given one) and serving certificate, any rotation
+    under way abandoned. Whatever trusted the old CA must be given the new one."""
+    outcome = _first_set(request, remove=(NEXT_CERT, NEXT_KEY, BUNDLE))
+    warning = (
+        "a new CA: the apiserver cannot call the webhook until the caBundle and the Secret"
+        " both hold the new files; `certs --rotate-ca` changes the CA with no such gap"
+    )
+    return Outcome(outcome.written, outcome.removed, outcome.ca_bundle, [warning, *outcome.lines])
+
+
+def _first_set(request: Request, *, remove: tuple[str, ...] = ()) -> Outcome:
+    d = request.directory
+    names = _names(request)
+    authority = request.given or certs.new_authority(certs.authority_name(names))
+    files = {CA_CERT: (request.given_pem or authority.cert_pem, certs.PUBLIC)}
+    if request.given is None:
+        files[CA_KEY] = (authority.key_pem, certs.PRIVATE)
+    else:
+        remove = (*remove, CA_KEY)  # an organisation's key is never copied here
+    cert, key = certs.issue(
+        authority, dns_names=names, ip_addresses=request.ip_addresses, days=request.days
+    )
+    files[TLS_CERT] = (cert, certs.PUBLIC)
+    files[TLS_KEY] = (key, certs.PRIVATE)
+    certs.make_directory(d)
+    gone = [d / name for name in remove if (d / name).exists()]
+    written = certs.replace_files(d, files, remove=remove)
+    lines = [
+        f"made {d / TLS_CERT}, {_until(written)}, signed by the CA in {d / CA_CERT}",
+        f"next: {_apply_bundle(d / CA_CERT)}; then {_update_secret(d)}",
+    ]
+    return Outcome(written, gone, d / CA_CERT, lines)
+
+
+def rotate(request: Request, step: str) -> Outcome:
+    """One step of a CA rotation with overlap (`ROTATION_STEPS`, in that order)."""
+    if step not in ROTATION_STEPS:
+        raise UsageError(f"--rotate-ca: {step!r} is not one of {', '.join(ROTATION_STEPS)}")
+    d = request.directory
+    current = _ca(d, CA_CERT, CA_KEY)
+    following = _ca(d, NEXT_CERT, NEXT_KEY)
+    if current is None:
+        raise CertificateError(f"{d / CA_CERT}: no CA to rotate from: run `certs` first")
+    if step == "start":
+        if following is not None:
+            raise CertificateError(
+                f"{following.cert_path}: a rotation is already under way; its next step is"
+                f" `certs --rotate-ca {_next_step(d, following)}`"
+            )
+        return _start(request, current)
+    if following is None:
+        raise CertificateError(
+            f"{d / NEXT_CERT}: no rotation under way: begin one with `certs --rotate-ca start`"
+        )
+    if step == "switch":
+        return _switch(request, following)
+    if _next_step(d, following) != "finish":
+        raise CertificateError(
+            f"{d / TLS_CERT}: still signed by the old CA: run `certs --rotate-ca switch` first"
+        )
+    return _finish(request, following)
+
+
+def _start(request: Request, current: _CA) -> Outcome:
+    d = request.directory
+    if request.given is not None and request.given.cert == current.cert:
+        raise CertificateError(f"{current.cert_path}: --ca-cert is already the CA in force")
+    authority = request.given or certs.new_authority(certs.authority_name(_names(request)))
+    new_pem = request.given_pem or authority.cert_pem
+    old_pem = current.cert_path.read_bytes()
+    files = {
+        NEXT_CERT: (new_pem, certs.PUBLIC),
+        BUNDLE: (old_pem.rstrip(b"\n") + b"\n" + new_pem, certs.PUBLIC),
+    }
+    if request.given is None:
+        files[NEXT_KEY] = (authority.key_pem, certs.PRIVATE)
+    written = certs.replace_files(d, files)
+    lines = [
+        f"rotation step 1 of 3: a new CA in {d / NEXT_CERT}; {d / BUNDLE} holds the old"
+        " and the new; the serving certificate is unchanged",
+        f"next: {_apply_bundle(d / BUNDLE)}; then `certs --rotate-ca switch`",
+    ]
+    return Outcome(written, [], d / BUNDLE, lines)
+
+
+def _switch(request: Request, following: _CA) -> Outcome:
+    d = request.directory
+    written = _write_serving(request, following.authority(request))
+    lines = [
+        f"rotation step 2 of 3: {d / TLS_CERT} is now signed by the new CA, {_until(written)};"
+        f" the caBundle stays {d / BUNDLE}",
+        f"next: {_update_secret(d)}; once every replica has logged"
+        ' "loaded the new serving certificate", `certs --rotate-ca finish`',
+    ]
+    return Outcome(written, [], d / BUNDLE, lines)
+
+
+def _finish(request: Request, following: _CA) -> Outcome:
+    d = request.directory
+    files = {CA_CERT: (following.cert_path.read_bytes(), certs.PUBLIC)}
+    remove: tuple[str, ...] = (NEXT_CERT, NEXT_KEY, BUNDLE)
+    if following.key_path.exists():
+        files[CA_KEY] = (following.key_path.read_bytes(), certs.PRIVATE)
+    else:
+        remove = (*remove, CA_KEY)  # the new CA is an organisation's: no key kept here
+    gone = [d / name for name in remove if (d / name).exists()]
+    written = certs.replace_files(d, files, remove=remove)
+    lines = [
+        f"rotation step 3 of 3: the old CA is dropped; {d / CA_CERT} is the new CA",
+        f"next: {_apply_bundle(d / CA_CERT)}",
+    ]
+    return Outcome(written, gone, d / CA_CERT, lines)
+
+
+def _next_step(d: Path, following: _CA) -> str:
+    tls = d / TLS_CERT
+    if tls.exists() and certs.issued_by(tls.read_bytes(), following.cert):
+        return "finish"
+    return "switch"
+
+
+def _signer_of_serving(d: Path, cas: list[_CA]) -> _CA | None:
+    tls = d / TLS_CERT
+    if not tls.exists():
+        return None
+    data = tls.read_bytes()
+    for ca in cas:
+        if certs.issued_by(data, ca.cert):
+            return ca
+    raise CertificateError(
+        f"{tls}: not signed by the CA in {cas[0].cert_path}: renewing it from that CA would"
+        " change what the apiserver must trust; --force starts over with a new CA"
+    )
+
+
+def _write_serving(request: Request, authority: certs.Authority) -> list[Path]:
+    d = request.directory
+    cert, key = certs.issue(
+        authority, dns_names=_names(request), ip_addresses=_ips(request), days=request.days
+    )
+    return certs.replace_files(d, {TLS_CERT: (cert, certs.PUBLIC), TLS_KEY: (key, certs.PRIVATE)})
+
+
+def _names(request: Request) -> list[str]:
+    if request.dns_names:
+        return request.dns_names
+    tls = request.directory / TLS_CERT
+    if tls.exists():
+        names = certs.certificate_names(tls.read_bytes())[0]
+        if names:
+            return names
+    return certs.service_names(PRODUCT, PRODUCT)
+
+
+def _ips(request: Request) -> list[str]:
+    tls = request.directory / TLS_CERT
+    if request.dns_names is None and not request.ip_addresses and tls.exists():
+        return certs.certificate_names(tls.read_bytes())[1]
+    return request.ip_addresses
+
+
+def _until(written: list[Path]) -> str:
+    (tls,) = [p for p in written if p.name == TLS_CERT]
+    expires: dt.datetime = certs.expiry(tls.read_bytes())
+    return f"valid until {expires:%Y-%m-%d}"
+
+
+def _namespace(d: Path) -> str:
+    tls = d / TLS_CERT
+    names = certs.certificate_names(tls.read_bytes())[0] if tls.exists() else []
+    for name in names:
+        parts = name.split(".")
+        if len(parts) == 3 and parts[2] == "svc":
+            return parts[1]
+    return PRODUCT
+
+
+def _update_secret(d: Path) -> str:
+    return (
+        f"kubectl -n {_namespace(d)} create secret tls {SECRET} --cert={d / TLS_CERT}"
+        f" --key={d / TLS_KEY} --dry-run=client -o yaml | kubectl apply -f -"
+    )
+
+
+def _apply_bundle(bundle: Path) -> str:
+    return (
+        f"dify-volume-init manifests --namespace {_namespace(bundle.parent)} --ca-bundle {bundle}"
+        " [--policy FILE --image IMAGE] | kubectl apply -f -"
+    )
