@@ -6,7 +6,7 @@ import pytest
 
 from webhook import files
 from webhook.engine import policy
-from webhook.engine.errors import PolicyError
+from webhook.engine.errors import PolicyError, UsageError
 from webhook.engine.policy import LabelSelector
 
 DEFAULT = policy.default_policy_text()
@@ -153,9 +153,9 @@ def test_parse_raises_one_line_summary() -> None:
 
 def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
     """Guards unreadable policy files: one line naming the file."""
-    with pytest.raises(PolicyError, match="policy file not found"):
+    with pytest.raises(UsageError, match="policy file not found"):
         files.load_policy("/nonexistent/policy.yaml")
-    with pytest.raises(PolicyError, match="is a directory"):
+    with pytest.raises(UsageError, match="is a directory"):
         files.load_policy(str(tmp_path))
 
 

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from webhook import files
+from webhook.engine import limits
 from webhook.engine.errors import CertificateError
 
 LEAF_MAX_DAYS = 365
@@ -371,9 +373,4 @@ def _certificates(data: bytes, path: Path) -> list[x509.Certificate]:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CertificateError(f"{path}: {what} file not found") from None
-    except OSError as exc:
-        raise CertificateError(f"{path}: cannot read: {exc.strerror}") from None
+    return files.read_regular(path, limit=limits.MAX_PEM_BYTES, what=f"{what} file")

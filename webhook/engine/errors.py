@@ -16,6 +16,16 @@ class UsageError(VolumeInitError):
     """Bad input from a user: a file, a flag or an environment variable (exit code 2)."""
 
 
+class InputError(UsageError):
+    """A file or stream that cannot be read as given: `source[:line]: reason`."""
+
+    def __init__(self, source: str, reason: str, line: int = 0) -> None:
+        super().__init__(f"{source}:{line}: {reason}" if line else f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+        self.line = line
+
+
 class PolicyError(UsageError):
     """A policy file that cannot be read, parsed or validated."""
 

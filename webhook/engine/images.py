@@ -19,7 +19,11 @@ Version = tuple[int, int, int]
 # Docker's reference grammar for one path component (distribution/reference).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"[A-Za-z0-9](?:[-A-Za-z0-9.]*[A-Za-z0-9])?(?::[0-9]+)?"
-REPOSITORY = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_IPV6 = r"\[[a-fA-F0-9:]+\]"
+REPOSITORY = re.compile(rf"^(?:(?:{_HOST}|{_IPV6}(?::[0-9]+)?)/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
+NAME_MAX = 255  # distribution/reference's NameTotalLengthMax
 # `1.10.1`, `v1.11.0`, `1.10.1-fix.1`, `1.10`: the numbers, whatever follows them.
 _VERSION = re.compile(r"^[vV]?(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?!\d)")
 

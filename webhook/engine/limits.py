@@ -45,6 +45,32 @@ MAX_COPIED_ENV = 64
 MAX_WARNINGS = 10
 
 
+# What the product reads from files other people edit (a policy ConfigMap,
+# manifests from CI, `kubectl get -o json`): each is refused past these, in
+# one line, before it can stall a reader.
+
+# Nesting: a Kubernetes object nests about 20 levels (managedFields'
+# fieldsV1 the deepest); 100 is five times that, and far below the recursion
+# any parser or serializer on the way can take.
+MAX_NESTING = 100
+
+# Aliases may add at most this many values beyond those the document writes
+# out, or as many as it writes out, whichever is more: ordinary anchors (a
+# Helm values file that reuses a block) stay far below; a "billion laughs"
+# document of a few hundred bytes that expands to 10^9 values is refused
+# after building 10,000 of them. (kube-apiserver's YAML decoder bounds
+# aliasing by a ratio of the same kind: go-yaml's allowedAliasRatio.)
+MAX_ALIAS_VALUES = 10_000
+
+# A policy is a ConfigMap key, and a ConfigMap holds at most 1 MiB.
+MAX_POLICY_BYTES = 1024 * 1024
+# A PEM certificate, key or CA bundle: a few KiB; 1 MiB holds hundreds of CAs.
+MAX_PEM_BYTES = 1024 * 1024
+# A manifest file or `kubectl get pods -A -o json` for `review` and `audit`:
+# about 5,000 pods of 20 KiB each.
+MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+
+
 def exceeded(spec: dict[str, Any]) -> str | None:
     """Which container or volume limit the pod's spec exceeds, or None."""
     containers = sum(len(spec.get(kind) or ()) for kind in podshape.CONTAINER_KINDS)

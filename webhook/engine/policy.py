@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import re
+from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -31,7 +32,18 @@ _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{
+        s: Decimal(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
+    "": Decimal(1),
+}
+# The container resources Kubernetes knows by a bare name; any other must be an
+# extended resource, `domain/name` outside kubernetes.io (validateResourceName).
+_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
 def _label_key(key: str) -> str:
@@ -63,6 +75,28 @@ def _absolute_path(value: str) -> str:
     return hostpaths.normalize(value)
 
 
+def _mount_path(value: str) -> str:
+    """A storage mount path, normalised: never `/` or a system path, where the volume
+    mounted in the init container would hide its own shell (`/bin`)."""
+    normalized = _absolute_path(value)
+    refused = hostpaths.refusal(normalized)
+    if refused is not None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        shown = f"{shown!r} is {normalized}, which" if normalized != value else repr(shown)
+        refused = "the root directory" if normalized == "/" else refused
+        raise ValueError(f"{shown} is {refused}: storage is never mounted there")
+    return normalized
+
+
+def _non_root(value: int) -> int:
+    if value == 0:
+        raise ValueError(
+            "0 is root: the policy exists to run Dify as non-root; give the id Dify"
+            " runs as (1001 since Dify 1.10.1)"
+        )
+    return value
+
+
 def _dns_label(value: str) -> str:
     if not _DNS1123_LABEL.match(value):
         raise ValueError(
@@ -72,18 +106,25 @@ def _dns_label(value: str) -> str:
 
 
 def _image(value: str) -> str:
-    if not value or value != value.strip():
-        raise ValueError("image must be a non-empty reference without spaces")
+    """An image reference by distribution/reference's grammar, pinned by tag or digest."""
+    shown = value if len(value) <= 80 else value[:77] + "..."
     name, at, digest = value.partition("@")
-    if at:
-        if not re.fullmatch(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}", digest):
-            raise ValueError(f"image {value!r}: the digest after '@' is malformed")
-        return value
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last:
-        raise ValueError(f"image {value!r} has no tag: pin it, e.g. busybox:1.36.1")
-    if last.rsplit(":", 1)[1] == "latest":
-        raise ValueError(f"image {value!r} uses ':latest': pin a version, e.g. busybox:1.36.1")
+    reference = images.parse(name)
+    if at and not images.DIGEST.match(digest):
+        raise ValueError(f"image {shown!r}: the digest after '@' is malformed")
+    if (
+        not images.REPOSITORY.match(reference.repository)
+        or len(reference.repository) > images.NAME_MAX
+        or (reference.tag is not None and not images.TAG.match(reference.tag))
+    ):
+        raise ValueError(
+            f"image {shown!r} is not an image reference (registry/repository:tag or @digest;"
+            " lower-case, no spaces or shell characters)"
+        )
+    if not at and reference.tag is None:
+        raise ValueError(f"image {shown!r} has no tag: pin it, e.g. busybox:1.36.1")
+    if not at and reference.tag == "latest":
+        raise ValueError(f"image {shown!r} uses ':latest': pin a version, e.g. busybox:1.36.1")
     return value
 
 
@@ -92,9 +133,40 @@ def _quantity(value: Any) -> Any:
         raise ValueError("a resource quantity must be a number or a string such as 10m or 16Mi")
     if isinstance(value, int | float):
         value = str(value)
-    if not isinstance(value, str) or not _QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
+    if not isinstance(value, str) or len(value) > 64 or not _QUANTITY.match(value):
+        shown = value if not isinstance(value, str) or len(value) <= 64 else value[:61] + "..."
+        raise ValueError(f"{shown!r} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
+    if quantity_value(value) < 0:
+        raise ValueError(f"{value!r} is negative: a resource quantity must not be")
     return value
+
+
+def quantity_value(text: str) -> Decimal:
+    """The number a valid quantity stands for (`16Mi` -> 16777216, `10m` -> 0.01)."""
+    match = _QUANTITY.match(text)
+    assert match is not None, text  # validated before
+    number, suffix = match.groups()
+    if suffix and suffix[0] in "eE":
+        return Decimal(number) * Decimal(10) ** int(suffix[1:])
+    return Decimal(number) * _SUFFIXES[suffix or ""]
+
+
+def _resource_name(name: str) -> str:
+    if name in _STANDARD_RESOURCES or name.startswith("hugepages-"):
+        return name
+    prefix, slash, rest = name.partition("/")
+    if (
+        slash
+        and rest
+        and _DNS1123_SUBDOMAIN.match(prefix)
+        and _LABEL_NAME.match(rest)
+        and not (prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io"))
+    ):
+        return name
+    raise ValueError(
+        f"{name[:64]!r} is not a container resource: cpu, memory, ephemeral-storage,"
+        " hugepages-<size> or an extended resource such as example.com/device"
+    )
 
 
 def _repository(value: str) -> str:
@@ -116,8 +188,10 @@ def _version(value: Any) -> Any:
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+MountPath = Annotated[str, AfterValidator(_mount_path)]
 Quantity = Annotated[str, BeforeValidator(_quantity)]
-Id = Annotated[int, Field(ge=0, le=MAX_ID, strict=True)]
+ResourceName = Annotated[str, AfterValidator(_resource_name)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID, strict=True), AfterValidator(_non_root)]
 
 
 class _Model(BaseModel):
@@ -194,10 +268,21 @@ class LabelSelector(_Model):
 
 
 class ResourceRequirements(_Model):
-    """The init container's `resources`, as Kubernetes spells them."""
+    """The init container's `resources`, checked as Kubernetes checks a container's."""
 
-    requests: dict[str, Quantity] = Field(default_factory=dict)
-    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+
+    @pydantic.model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and quantity_value(request) > quantity_value(limit):
+                raise ValueError(
+                    f"requests.{name} {request} is more than limits.{name} {limit}:"
+                    " Kubernetes refuses such a pod"
+                )
+        return self
 
     def to_k8s(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -244,7 +329,7 @@ class Rule(_Model):
 
     name: Annotated[str, AfterValidator(_dns_label)]
     pod_selectors: tuple[LabelSelector, ...] = Field(min_length=1)
-    mount_paths: tuple[AbsolutePath, ...] = Field(min_length=1)
+    mount_paths: tuple[MountPath, ...] = Field(min_length=1)
     user: Id = 1001
     group: Id = 1001
     init_container: InitContainer = Field(default_factory=InitContainer)

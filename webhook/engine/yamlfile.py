@@ -1,10 +1,16 @@
-"""YAML reading that remembers where things are.
+"""YAML reading that remembers where things are, and cannot be made to stall.
 
 PyYAML's safe loader forgets line numbers once it has built Python objects, and
 silently keeps the last of two duplicate keys. Users of a policy or a manifest
 deserve `file:line: what is wrong`, so this module builds plain Python values
 from the node graph itself and returns, beside them, the line of every path
 (`("spec", "rules", 0, "user") -> 14`). Duplicate keys are refused.
+
+The files it reads come from other people, so building is bounded (limits.py):
+nesting past `MAX_NESTING`, an alias that refers to the node containing it,
+and aliases that expand to more than `MAX_ALIAS_VALUES` values beyond what the
+document writes out (a "billion laughs") are each one `YAMLFileError` with a
+line, raised after a bounded amount of work.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from webhook.engine import limits
 
 Path = tuple[str | int, ...]
 
@@ -76,7 +84,8 @@ def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLin
             if node is None:  # pragma: no cover - check_node() said there is one
                 return
             doc = DocumentWithLines(None, start_line=node.start_mark.line + 1)
-            doc.value = _build(loader, node, (), doc.lines if track_lines else None)
+            walk = _Walk(loader, doc.lines if track_lines else None)
+            doc.value = walk.build(node, (), 0)
             start, end = node.start_mark.index, node.end_mark.index
             doc.text = _leading_comments(text[previous_end:start]) + text[start:end]
             previous_end = end
@@ -108,29 +117,82 @@ def _reason(exc: yaml.MarkedYAMLError) -> str:
     return ", ".join(parts) if parts else "invalid YAML"
 
 
-def _build(
-    loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int] | None
-) -> Any:
-    if lines is not None:
-        lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+class _Walk:
+    """Builds one document's values from its nodes, within the limits.
+
+    NB: PyYAML's composer hands back the anchored node itself for an alias, so
+    a collection met a second time is an alias use; everything built inside it
+    is counted against the alias budget, and a collection met again while it
+    is still being built is an alias to its own ancestor.
+    """
+
+    __slots__ = ("alias_depth", "aliased", "building", "lines", "loader", "seen", "written")
+
+    def __init__(self, loader: yaml.SafeLoader, lines: dict[Path, int] | None) -> None:
+        self.loader = loader
+        self.lines = lines
+        self.seen: set[int] = set()
+        self.building: set[int] = set()
+        self.written = 0
+        self.aliased = 0
+        self.alias_depth = 0
+
+    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        lines = self.lines
+        if lines is not None:
+            lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(self.loader, node)
+        key = id(node)
+        if key in self.building:
+            raise YAMLFileError(
+                "an alias refers to the node that contains it", node.start_mark.line + 1
+            )
+        if depth >= limits.MAX_NESTING:
+            raise YAMLFileError(
+                f"nested deeper than {limits.MAX_NESTING} levels", node.start_mark.line + 1
+            )
+        alias = key in self.seen
+        self.seen.add(key)
+        self.alias_depth += alias
+        if self.alias_depth:
+            self.aliased += len(node.value)
+            if self.aliased > max(limits.MAX_ALIAS_VALUES, self.written):
+                raise YAMLFileError(
+                    f"aliases expand to more than {max(limits.MAX_ALIAS_VALUES, self.written):,}"
+                    " values beyond those written out (an alias bomb?)",
+                    node.start_mark.line + 1,
+                )
+        else:
+            self.written += len(node.value)
+        self.building.add(key)
         try:
-            loader.flatten_mapping(node)  # resolves `<<` merge keys
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path, depth)
+            return self._sequence(node, path, depth)
+        finally:
+            self.building.discard(key)
+            self.alias_depth -= alias
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[Any, Any]:
+        try:
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
         except yaml.MarkedYAMLError as exc:
             raise YAMLFileError(_reason(exc), node.start_mark.line + 1) from None
         out: dict[Any, Any] = {}
+        track = self.lines is not None
         for key_node, value_node in node.value:
-            key = _scalar(loader, key_node)
+            key = _scalar(self.loader, key_node)
             if key in out:
                 raise YAMLFileError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
-            child = (*path, str(key)) if lines is not None else path
-            out[key] = _build(loader, value_node, child, lines)
+            child = (*path, str(key)) if track else path
+            out[key] = self.build(value_node, child, depth + 1)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        if lines is None:
-            return [_build(loader, item, path, None) for item in node.value]
-        return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return _scalar(loader, node)
+
+    def _sequence(self, node: yaml.Node, path: Path, depth: int) -> list[Any]:
+        if self.lines is None:
+            return [self.build(item, path, depth + 1) for item in node.value]
+        return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
 
 _STR_TAG = "tag:yaml.org,2002:str"

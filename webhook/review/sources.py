@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.engine import yamlfile
-from webhook.engine.errors import UsageError
+from webhook import files
+from webhook.engine import limits, yamlfile
+from webhook.engine.errors import InputError, UsageError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -54,10 +55,10 @@ def expand(paths: list[str]) -> list[str]:
     Raises `UsageError` for a path that does not exist or a directory with no
     manifests.
     """
-    files: list[str] = []
+    selected: list[str] = []
     for raw in paths:
         if raw == "-":
-            files.append(raw)
+            selected.append(raw)
             continue
         path = Path(raw)
         if path.is_dir():
@@ -66,27 +67,26 @@ def expand(paths: list[str]) -> list[str]:
             )
             if not found:
                 raise UsageError(f"{raw}: no *.yaml, *.yml or *.json files in this directory")
-            files.extend(found)
-        elif path.exists():
-            files.append(raw)
+            selected.extend(found)
+        elif path.exists() or path.is_symlink():  # a broken link or a loop: the reader says which
+            selected.append(raw)
         else:
             raise UsageError(f"{raw}: no such file or directory")
-    return files
+    return selected
 
 
 def read(source: str) -> Iterator[Document | InputProblem]:
     """The documents of one file (or `-`), then an `InputProblem` if it goes bad."""
     name = "<stdin>" if source == "-" else source
+    limit, what = limits.MAX_MANIFEST_BYTES, "manifest input"
     try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except OSError as exc:
-        yield InputProblem(name, 0, f"cannot read: {exc.strerror}")
-        return
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        yield InputProblem(name, line, f"not UTF-8 text (byte {exc.start})")
+        if source == "-":
+            raw = files.read_stream(sys.stdin.buffer, name=name, limit=limit, what=what)
+        else:
+            raw = files.read_regular(source, limit=limit, what=what)
+        text = files.decode_text(raw, name)
+    except InputError as exc:
+        yield InputProblem(exc.source, exc.line, exc.reason)
         return
     if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
         yield from _json_documents(text, name)

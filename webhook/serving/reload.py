@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webhook import certs, files
-from webhook.engine import policy
-from webhook.engine.errors import UsageError
+from webhook.engine import limits, policy
+from webhook.engine.errors import InputError, UsageError
 from webhook.serving import logs, tls
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
@@ -40,14 +40,13 @@ renews at two thirds of a 90-day life, a healthy one never gets here)."""
 WARNING_REPEAT = dt.timedelta(hours=24)
 
 
-def _fingerprint(paths: list[Path]) -> str | None:
+def _fingerprint(paths: list[Path], limit: int) -> str:
+    """A digest of the files' content; raises `InputError` for one that cannot be read
+    (gone, a directory, a pipe, unreadable, over `limit`): never blocks."""
     digest = hashlib.sha256()
-    try:
-        for path in paths:
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
-    except OSError:
-        return None
+    for path in paths:
+        digest.update(files.read_regular(path, limit=limit, what="watched file"))
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -58,36 +57,68 @@ class Watched:
     name: str
     paths: list[Path]
     load: Callable[[], None]
-    """Load and apply the new version; raise `UsageError` to refuse it."""
+    """Load and apply the new version; any exception refuses it."""
     on_result: Callable[[str], None] = lambda result: None
     tick: Callable[[], object] = lambda: None
     """Called on every poll, changed or not (the certificate's expiry check)."""
+    limit: int = limits.MAX_POLICY_BYTES
     seen: str | None = field(default=None)
 
     def prime(self) -> None:
         """Remember the current content as already loaded."""
-        self.seen = _fingerprint(self.paths)
+        try:
+            self.seen = _fingerprint(self.paths, self.limit)
+        except InputError as exc:
+            self.seen = f"unreadable: {exc}"
 
     def check(self) -> bool:
-        """Reload if the content changed since last seen; True when a new version took effect."""
-        current = _fingerprint(self.paths)
-        if current is None or current == self.seen:
+        """Reload if the content changed since last seen; True when a new version took effect.
+
+        Never raises: a file that cannot be read, and a new version that fails
+        to load for any reason (a `UsageError`, or a `RecursionError` or
+        `MemoryError` from a hostile file), is logged once as a refusal,
+        counted, and polling goes on with the last good version in force.
+        """
+        try:
+            current = _fingerprint(self.paths, self.limit)
+        except InputError as exc:
+            problem = f"unreadable: {exc}"
+            if problem != self.seen:
+                self.seen = problem
+                self._refused(str(exc))
+            return False
+        if current == self.seen:
             return False
         self.seen = current
         try:
             self.load()
         except UsageError as exc:
-            self.on_result("rejected")
-            _log.error(
-                f"refused the new {self.name}; the previous one stays in force",
-                extra={"fields": {"reason": str(exc)}},
-            )
+            self._refused(str(exc))
+            return False
+        except Exception as exc:  # NB: the watcher must outlive any one file
+            self._refused(f"{self.paths[0]}: cannot be loaded ({_plain(exc)})")
             return False
         self.on_result("loaded")
         _log.info(
             f"loaded the new {self.name}", extra={"fields": {"files": [str(p) for p in self.paths]}}
         )
         return True
+
+    def _refused(self, reason: str) -> None:
+        self.on_result("rejected")
+        _log.error(
+            f"refused the new {self.name}; the previous one stays in force",
+            extra={"fields": {"reason": reason}},
+        )
+
+
+def _plain(exc: Exception) -> str:
+    """What went wrong, in an operator's words rather than Python's."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "unexpected error"
 
 
 class CertificateStore:
@@ -162,6 +193,7 @@ def watchers(
                 store.reload,
                 lambda result: metrics.certificate_reloads.labels(result).inc(),
                 tick=store.warn_if_expiring,
+                limit=limits.MAX_PEM_BYTES,
             )
         )
     if settings.policy is not None:
@@ -202,9 +234,12 @@ def check_selection(runtime: ServingState, settings: Settings) -> None:
 
 
 async def watch(found: list[Watched], *, interval: float = POLL_SECONDS) -> None:
-    """Poll every `interval` seconds until cancelled."""
+    """Poll every `interval` seconds until cancelled; nothing one poll meets ends it."""
     while True:
         await asyncio.sleep(interval)
         for watched in found:
-            watched.check()
-            watched.tick()
+            try:
+                watched.check()
+                watched.tick()
+            except Exception:  # NB: a bug here must not end hot reload
+                _log.exception(f"checking the {watched.name} failed; polling goes on")

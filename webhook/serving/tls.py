@@ -3,10 +3,10 @@ least, and optionally the CA that client certificates must chain to."""
 
 from __future__ import annotations
 
-import os
 import ssl
 
-from webhook import certs
+from webhook import certs, files
+from webhook.engine import limits
 from webhook.engine.errors import CertificateError
 from webhook.serving.settings import Settings
 
@@ -15,12 +15,10 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     """A server context for the configured certificate and key (TLS 1.2 minimum)."""
     cert = settings.tls_cert
     key = settings.tls_key
-    for path, what in ((cert, "certificate"), (key, "private key")):
-        if not path.exists():
-            raise CertificateError(f"{path}: {what} file not found")
-        if not os.access(path, os.R_OK):
-            raise CertificateError(f"{path}: {what} file is not readable")
+    # NB: OpenSSL reads the files itself; reading them first refuses what
+    # would stall or flood it (a pipe, a device, a huge file) in one line.
     certs.read_certificate(cert)
+    files.read_regular(key, limit=limits.MAX_PEM_BYTES, what="private key file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -32,6 +30,7 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     except OSError as exc:
         raise CertificateError(f"{key}: cannot read: {exc.strerror}") from None
     if settings.client_ca is not None:
+        files.read_regular(settings.client_ca, limit=limits.MAX_PEM_BYTES, what="client CA file")
         # NB: OPTIONAL, not REQUIRED: the kubelet's HTTPS probes present no
         # client certificate. A presented certificate must still verify
         # against the CA (or the handshake fails), and the admission routes

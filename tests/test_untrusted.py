@@ -1,0 +1,414 @@
+"""Untrusted configuration: a policy, a reload and a manifest can never stop, stall
+or subvert the webhook (docs/design.md#reading-untrusted-files).
+
+One test per class of hostile input. Each docstring says what the code did
+with that input before the guard existed; each was run against that code and
+seen failing (or hanging past its subprocess timeout), except the cases a
+docstring names as guards of what already held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests import helpers, servers
+from tests.test_reload import POD, project, serial_of, wait_for
+from webhook import certs, files
+from webhook.engine import limits, policy, yamlfile
+from webhook.engine.errors import InputError
+from webhook.serving import reload
+from webhook.serving.settings import Settings
+from webhook.serving.state import ServingState
+
+DEFAULT = policy.default_policy_text()
+
+
+def laughs(levels: int = 9, width: int = 9) -> list[str]:
+    """The lines of a "billion laughs": each anchor a list of `width` aliases of the last."""
+    lines = [f"x0: &a0 [{', '.join(['lol'] * width)}]"]
+    for level in range(1, levels):
+        lines.append(f"x{level}: &a{level} [{', '.join([f'*a{level - 1}'] * width)}]")
+    return lines
+
+
+BOMB_POD = "\n".join(
+    [
+        "apiVersion: v1",
+        "kind: Pod",
+        "metadata: {name: bomb, labels: {app: x}}",
+        *laughs(),
+        "spec: {containers: [{name: c, image: i}], x: *a8}",
+    ]
+)
+BOMB_POLICY = "\n".join([*laughs(), "bomb: *a8", DEFAULT])
+SELF_ALIAS = "apiVersion: v1\nkind: Pod\nmetadata: &m {self: *m}\n"
+
+
+def nested_block(depth: int) -> str:
+    return "".join("  " * i + "a:\n" for i in range(depth)) + "  " * depth + "x\n"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The command line in a fresh process; `serve` runs where `certs/` already exists."""
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def serve(policy_file: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
+    if not (workdir / "certs").exists():
+        certs.write_files(workdir / "certs", certs.build(dns_names=["localhost"]))
+    port = str(servers.free_port())
+    return cli("serve", "--port", port, "--policy", str(policy_file), cwd=workdir)
+
+
+def one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, result.stderr[-500:]
+    assert expected in result.stderr, result.stderr[-500:]
+    assert result.stderr.count("\n") == 1, result.stderr[-500:]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BOMB_POD, "aliases expand to more than 10,000 values"),
+        (SELF_ALIAS, "an alias refers to the node that contains it"),
+        (nested_block(150), f"nested deeper than {limits.MAX_NESTING} levels"),
+        ("[" * 150 + "]" * 150, f"nested deeper than {limits.MAX_NESTING} levels"),
+    ],
+    ids=["billion-laughs", "self-alias", "deep-block", "deep-flow"],
+)
+def test_hostile_yaml_is_one_error_with_a_line(text: str, message: str) -> None:
+    """Guards the YAML reader's bounds. Before: the 603-byte bomb ran past 20 s and
+    950 MB in `review` (and 1.7 GB in `policy check`) building 9^9 values; the
+    self-alias and 990-deep nesting raised RecursionError (a traceback, exit 1)."""
+    with pytest.raises(yamlfile.YAMLFileError, match=message) as raised:
+        list(yamlfile.load_all(text))
+    assert raised.value.line >= 1
+
+
+def test_ordinary_anchors_still_load() -> None:
+    """Guards the budget's other side: anchors as Helm values files use them (a block
+    reused fifty times, merge keys) and nesting to the limit still load."""
+    block = "\n".join(f"  k{i}: v{i}" for i in range(100))
+    text = "base: &base\n" + block + "\n" + "\n".join(f"u{i}: *base" for i in range(50))
+    value = yamlfile.load_one(text).value
+    assert value["u49"]["k99"] == "v99" and len(value) == 51
+    merged = yamlfile.load_one("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  z: 3\n").value
+    assert merged["b"] == {"x": 1, "y": 2, "z": 3}
+    deep = yamlfile.load_one("[" * (limits.MAX_NESTING - 1) + "]" * (limits.MAX_NESTING - 1))
+    assert deep.value is not None
+
+
+@pytest.mark.parametrize("reader", ["review", "audit", "policy check", "serve"])
+def test_every_reader_refuses_a_bomb_in_one_line(reader: str, tmp_path: Path) -> None:
+    """Guards each command that reads YAML. Before: `review` and `audit` built the
+    bomb until killed (past 20 s, about 1 GB), `policy check` past 20 s and 1.7 GB,
+    and `serve --policy` never reached its first request."""
+    bomb = tmp_path / "bomb.yaml"
+    if reader == "policy check":
+        bomb.write_text(BOMB_POLICY)
+        result = cli("policy", "check", str(bomb))
+    elif reader == "serve":
+        bomb.write_text(BOMB_POLICY)
+        result = serve(bomb, tmp_path)
+    else:
+        bomb.write_text(BOMB_POD)
+        result = cli(reader, "-f", str(bomb))
+    one_line(result, "aliases expand to more than 10,000 values")
+
+
+def test_the_reloader_refuses_a_bomb_once_and_keeps_the_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards the reloader against a bomb. Before: `serve` blocked /healthz for
+    about 23 s while the reload built it."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT)
+    runtime = ServingState(policy=files.load_policy(path))
+    (watched,) = reload.watchers(Settings(policy=path), runtime, None)
+    path.write_text(BOMB_POLICY)
+    with caplog.at_level(logging.INFO, logger="webhook"):
+        assert watched.check() is False
+        assert watched.check() is False
+    refusals = [r for r in caplog.records if "refused the new policy" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "aliases expand" in refusals[0].fields["reason"]  # type: ignore[attr-defined]
+    assert runtime.policy == policy.default_policy()
+
+
+def special_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Paths that are not regular files, each with the refusal it must get."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    return {
+        "fifo": (fifo, "is a named pipe, not a regular file"),
+        "device": (Path("/dev/zero"), "is a character device, not a regular file"),
+        "symlink-loop": (loop, "symlink loop"),
+        "directory": (tmp_path, "is a directory"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink-loop", "directory"])
+def test_only_regular_files_are_read(tmp_path: Path, kind: str) -> None:
+    """Guards the one reader for every file. Before: a FIFO blocked `review -f`,
+    `policy check` and `serve --policy` forever (SIGTERM ignored by the blocked
+    read); /dev/zero grew without bound; a symlink loop was "Too many levels of
+    symbolic links" from Python. (A directory was already refused; that case
+    guards it.)"""
+    path, message = special_files(tmp_path)[kind]
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    results = [cli("policy", "check", str(path)), serve(path, workdir)]
+    if kind != "directory":  # a directory is a set of manifests to `review`
+        results.append(cli("review", "-f", str(path)))
+    for result in results:
+        one_line(result, f"{path}: {message}")
+
+
+def test_a_file_over_its_size_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Guards the size caps: a policy over 1 MiB (a ConfigMap's limit) is refused from
+    its size, and standard input is cut at the cap. Before: any size was read whole."""
+    big = tmp_path / "policy.yaml"
+    big.write_text(DEFAULT + "#" * limits.MAX_POLICY_BYTES)
+    one_line(cli("policy", "check", str(big)), "larger than 1 MiB, the most a policy file may be")
+    import io
+
+    with pytest.raises(InputError, match="<stdin>: larger than 16 bytes"):
+        files.read_stream(io.BytesIO(b"x" * 17), name="<stdin>", limit=16, what="manifest input")
+    assert files.read_stream(io.BytesIO(b"x" * 16), name="-", limit=16, what="m") == b"x" * 16
+
+
+def test_a_symlinked_policy_as_a_configmap_mounts_it_is_read(tmp_path: Path) -> None:
+    """Guards the other side of "regular files only": the kubelet's symlinks are followed
+    (this held before; it guards the new reader)."""
+    project(tmp_path / "config", {"policy.yaml": DEFAULT.encode()})
+    assert files.load_policy(tmp_path / "config" / "policy.yaml") == policy.default_policy()
+
+
+def test_a_load_that_raises_anything_is_refused_and_polling_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards the watcher against loads that fail in unexpected ways. Before: only
+    `UsageError` was caught; a `MemoryError` or `RecursionError` ended the watch task
+    with no log line, no metric, and readiness still 200."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("one")
+    results: list[str] = []
+    failures = [MemoryError(), RecursionError("maximum recursion depth exceeded")]
+
+    def load() -> None:
+        if failures:
+            raise failures.pop(0)
+
+    watched = reload.Watched("policy", [path], load, results.append)
+    with caplog.at_level(logging.INFO, logger="webhook"):
+        path.write_text("two")
+        assert watched.check() is False
+        path.write_text("three")
+        assert watched.check() is False
+        path.write_text("four")
+        assert watched.check() is True
+    reasons = [r.fields["reason"] for r in caplog.records if "refused" in r.getMessage()]  # type: ignore[attr-defined]
+    assert reasons == [
+        f"{path}: cannot be loaded (out of memory)",
+        f"{path}: cannot be loaded (nested too deeply)",
+    ]
+    assert results == ["rejected", "rejected", "loaded"]
+
+
+def test_after_hostile_and_missing_files_a_good_policy_and_a_rotated_certificate_load(
+    tmp_path: Path,
+) -> None:
+    """Guards hot reload end to end through every way a watched file goes bad: a
+    self-referencing alias, nesting past the limit, the file deleted, replaced by a
+    directory, by a FIFO; each is refused once in the log and counted, readiness
+    stays 200 on the last good policy, and then a valid policy and a rotated
+    certificate are both picked up. Before: the self-alias's RecursionError ended
+    the watch task, so neither the policy nor the certificate was ever reloaded."""
+    authority = certs.new_authority("test CA")
+    (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
+    names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
+    tls_dir, config = tmp_path / "tls", tmp_path / "config"
+
+    def rotate() -> int:
+        cert, key = certs.issue(authority, dns_names=names)
+        project(tls_dir, {"tls.crt": cert, "tls.key": key})
+        return int(x509.load_pem_x509_certificate(cert).serial_number)
+
+    rotate()
+    project(config, {"policy.yaml": DEFAULT.encode()})
+    policy_file = config / "policy.yaml"
+    args = [
+        "--tls-cert", str(tls_dir / "tls.crt"),
+        "--tls-key", str(tls_dir / "tls.key"),
+        "--policy", str(policy_file),
+        "--reload-interval", "0.1",
+    ]  # fmt: skip
+    with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
+
+        def get(path: str) -> httpx.Response:
+            with server.client() as client:
+                return client.get(path, extensions={"sni_hostname": servers.SERVICE_DNS})
+
+        def refusals() -> int:
+            return server.log().count("refused the new policy")
+
+        def go_bad(make_bad: object) -> None:
+            before = refusals()
+            assert callable(make_bad)
+            make_bad()
+            wait_for(lambda: refusals() == before + 1)
+            time.sleep(0.4)  # several more polls: still one line for this state
+            assert refusals() == before + 1
+            assert get("/readyz").status_code == 200
+
+        go_bad(lambda: project(config, {"policy.yaml": SELF_ALIAS.encode()}))
+        go_bad(lambda: project(config, {"policy.yaml": nested_block(150).encode()}))
+        go_bad(policy_file.unlink)
+        go_bad(policy_file.mkdir)
+        os.rmdir(policy_file)
+        go_bad(lambda: os.mkfifo(policy_file))
+        os.unlink(policy_file)
+        policy_file.symlink_to(Path("..data") / "policy.yaml")
+        project(config, {"policy.yaml": DEFAULT.replace("user: 1001", "user: 2000").encode()})
+        serial = rotate()
+
+        def patched_user() -> int:
+            with server.client() as client:
+                answer = client.post(
+                    "/mutate",
+                    json=helpers.review(POD),
+                    extensions={"sni_hostname": servers.SERVICE_DNS},
+                ).json()
+            patch = helpers.decoded_patch(answer) or []
+            (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
+            return int(op["value"]["runAsUser"])
+
+        def served_serial() -> int:
+            with (
+                server.client() as client,
+                client.stream(
+                    "GET", "/readyz", extensions={"sni_hostname": servers.SERVICE_DNS}
+                ) as response,
+            ):
+                return serial_of(response)
+
+        wait_for(lambda: patched_user() == 2000 and served_serial() == serial)
+        metrics = get("/metrics").text
+        assert 'volume_init_policy_reloads_total{result="rejected"} 5.0' in metrics
+        assert get("/healthz").status_code == 200
+        log = server.log()
+        assert "Traceback" not in log
+        for reason in (
+            "an alias refers to the node that contains it",
+            f"nested deeper than {limits.MAX_NESTING} levels",
+            "watched file not found",
+            "is a directory",
+            "is a named pipe",
+        ):
+            assert reason in log, reason
+
+
+DIGEST = "sha256:" + "a" * 64
+POLICY_REFUSALS = [
+    ("user: 1001", "user: 0", 24, "spec.rules[0].user", "0 is root"),
+    ("group: 1001", "group: 0", 25, "spec.rules[0].group", "0 is root"),
+    (
+        "mountPaths: [/app/api/storage]",
+        "mountPaths: [/app/api/storage/../../../etc]",
+        23,
+        "spec.rules[0].mountPaths[0]",
+        "'/app/api/storage/../../../etc' is /etc, which is a system path (under /etc)",
+    ),
+    ("mountPaths: [/app/api/storage]", "mountPaths: [/]", 23, "spec.rules[0].mountPaths[0]",
+     "'/' is the root directory"),
+    ("mountPaths: [/app/api/storage]", "mountPaths: [/bin]", 23, "spec.rules[0].mountPaths[0]",
+     "'/bin' is a system path (under /bin)"),
+    ("mountPaths: [/app/api/storage]", "mountPaths: [/var/lib]", 23, "spec.rules[0].mountPaths[0]",
+     "a directory that contains the system path /var/lib/kubelet"),
+    ("image: busybox:1.36.1", "image: 'busybox:1.36.1; rm -rf /'", 28,
+     "spec.rules[0].initContainer.image", "is not an image reference"),
+    ("image: busybox:1.36.1", "image: 'busybox:1.36.1 '", 28,
+     "spec.rules[0].initContainer.image", "is not an image reference"),
+    ("image: busybox:1.36.1", "image: Busybox:1.36.1", 28,
+     "spec.rules[0].initContainer.image", "is not an image reference"),
+    ("image: busybox:1.36.1", "image: busybox:latest", 28,
+     "spec.rules[0].initContainer.image", "uses ':latest'"),
+    ("image: busybox:1.36.1", "image: registry.example.com:5000/busybox", 28,
+     "spec.rules[0].initContainer.image", "has no tag"),
+    ("image: busybox:1.36.1", "image: busybox@sha256:abc", 28,
+     "spec.rules[0].initContainer.image", "the digest after '@' is malformed"),
+    ("requests: {cpu: 10m,", "requests: {cpu: -10m,", 29,
+     "spec.rules[0].initContainer.resources.requests.cpu", "'-10m' is negative"),
+    ("requests: {cpu: 10m,", "requests: {cpu: 1.5.5,", 29,
+     "spec.rules[0].initContainer.resources.requests.cpu", "is not a Kubernetes quantity"),
+    ("requests: {cpu: 10m,", "requests: {cpus: 10m,", 29,
+     "spec.rules[0].initContainer.resources.requests.cpus", "is not a container resource"),
+    ("requests: {cpu: 10m,", "requests: {kubernetes.io/x: 1,", 29,
+     "spec.rules[0].initContainer.resources.requests.kubernetes.io/x",
+     "is not a container resource"),
+    ("memory: 16Mi}", "memory: 128Mi}", 29, "spec.rules[0].initContainer.resources",
+     "requests.memory 128Mi is more than limits.memory 64Mi"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "reason"),
+    POLICY_REFUSALS,
+    ids=[f"{case[3].rsplit('.', 1)[-1]}-{case[2]}-{i}" for i, case in enumerate(POLICY_REFUSALS)],
+)
+def test_the_policy_refuses_what_would_break_or_subvert_pods(
+    old: str, new: str, line: int, field: str, reason: str
+) -> None:
+    """Guards part 4: each refusal is `file:line: field: reason`. Before: `user: 0`,
+    `group: 0`, mount paths `/`, `/bin`, `/var/lib` and `../../../etc`, negative and
+    over-limit quantities, unknown resource names and an upper-case image were all
+    accepted (the init container then hid its own /bin, or made Dify run as root);
+    `busybox:1.36.1; rm -rf /` was refused for the wrong reason ("has no tag").
+    (`:latest`, a missing tag, a malformed digest and a malformed quantity were
+    already refused; those cases guard it.)"""
+    assert DEFAULT.count(old) == 1, old
+    errors = policy.policy_errors(DEFAULT.replace(old, new), source="p.yaml")
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"p.yaml:{line}: {field}: "), errors[0]
+    assert reason in errors[0], errors[0]
+
+
+def test_the_policy_accepts_what_kubernetes_accepts() -> None:
+    """Guards the other side: pinned references with registry, port and digest,
+    extended and hugepages resources, quantities with every suffix, a nested path."""
+    text = (
+        DEFAULT.replace(
+            "image: busybox:1.36.1",
+            f"image: registry.example.com:5000/mirror/busybox:1.36.1-musl@{DIGEST}",
+        )
+        .replace(
+            "requests: {cpu: 10m, memory: 16Mi}",
+            "requests: {cpu: 0.01, memory: 16e6, hugepages-2Mi: 2Mi, example.com/dev: 1}",
+        )
+        .replace("mountPaths: [/app/api/storage]", "mountPaths: [/app/api/storage/, /data/x]")
+    )
+    assert policy.policy_errors(text, source="p.yaml") == []
+    rule = policy.parse_policy(text, source="p.yaml").spec.rules[0]
+    assert rule.mount_paths == ("/app/api/storage", "/data/x")
+    assert policy.quantity_value("16Mi") == 16 * 1024 * 1024
+    assert policy.quantity_value("10m") == policy.quantity_value("0.01")
+    assert policy.quantity_value("1e3") == policy.quantity_value("1k")
