@@ -9,6 +9,7 @@ docstring names as guards of what already held.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import subprocess
@@ -412,3 +413,136 @@ def test_the_policy_accepts_what_kubernetes_accepts() -> None:
     assert policy.quantity_value("16Mi") == 16 * 1024 * 1024
     assert policy.quantity_value("10m") == policy.quantity_value("0.01")
     assert policy.quantity_value("1e3") == policy.quantity_value("1k")
+
+
+def test_an_expired_or_future_certificate_is_not_swapped_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards part 8: on reload an expired or not-yet-valid certificate is refused with
+    one line and the valid one keeps serving; at start-up one is served with a warning
+    naming its dates. Before: both were swapped in, and every handshake failed."""
+    now = dt.datetime.now(dt.UTC)
+    authority = certs.new_authority("test CA", now=now - dt.timedelta(days=30))
+
+    def install(start: dt.datetime, days: int) -> bytes:
+        cert, key = certs.issue(authority, dns_names=["svc"], days=days, now=start)
+        (tmp_path / "tls.crt").write_bytes(cert)
+        (tmp_path / "tls.key").write_bytes(key)
+        return cert
+
+    install(now - dt.timedelta(days=20), 10)  # expired ten days ago
+    settings = Settings(tls_cert=tmp_path / "tls.crt", tls_key=tmp_path / "tls.key")
+    runtime = ServingState(policy=None)
+    with caplog.at_level(logging.INFO, logger="webhook"):
+        store = reload.CertificateStore(settings, runtime)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "the serving certificate has expired (valid from " in warning
+    good = install(now - dt.timedelta(days=1), 90)
+    store.reload()
+    in_force = store.current
+    (watched,) = [
+        w for w in reload.watchers(settings, runtime, store) if w.name.endswith("certificate")
+    ]
+    for start, days, problem in (
+        (now - dt.timedelta(days=20), 10, "has expired"),
+        (now + dt.timedelta(days=2), 90, "is not valid yet"),
+    ):
+        install(start, days)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="webhook"):
+            assert watched.check() is False
+        (refusal,) = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert f"the new certificate {problem} (valid from" in refusal.fields["reason"]  # type: ignore[attr-defined]
+        assert store.current is in_force
+    gauge = runtime.metrics.certificate_expiry.collect()[0].samples[0].value
+    assert gauge == certs.expiry(good).timestamp()
+
+
+HELM_API = (helpers.PODS / "helm-api.yaml").read_text()
+JSON_POD = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "x": %s}'
+NUL_LINE = HELM_API.count("\n") + 2
+ONE_LINE_CASES = {
+    "5000-digit-int-yaml": (HELM_API + "extra: " + "9" * 5000 + "\n", "yaml", "past 64 bits"),
+    "5000-digit-int-json": (JSON_POD % ("9" * 5000), "json", "past 64 bits"),
+    "nan-yaml": (HELM_API + "extra: .nan\n", "yaml", "has no JSON form"),
+    "nan-json": (JSON_POD % "NaN", "json", "NaN has no place in JSON"),
+    "1e400-json": (JSON_POD % "1e400", "json", "beyond the range of a number"),
+    "surrogate-json": (JSON_POD % '"\\ud800"', "json", "lone UTF-16 surrogate"),
+    "deep-json": (JSON_POD % ("[" * 500 + "]" * 500), "json", "nested deeper than 100 levels"),
+    "nul-yaml": (HELM_API + "extra: a\n\x00\n", "yaml", f"{NUL_LINE}: invalid YAML: a control"),
+    "binary-not-text": (HELM_API + "extra: !!binary /w==\n", "yaml", "!!binary that is not UTF-8"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("output", ["diff", "yaml", "json", "patch"])
+@pytest.mark.parametrize("case", sorted(ONE_LINE_CASES))
+def test_no_input_reaches_a_traceback(tmp_path: Path, case: str, output: str) -> None:
+    """Guards part 6 for `review` in every output: one line naming file and line, exit
+    2. Before: a 5,000-digit integer, a lone surrogate (-o json) and `!!binary` were
+    tracebacks with exit 1 (which `--exit-code` reserves for "would change"); `NaN`,
+    `.nan` and `1e400` were written as `NaN`/`Infinity` into `-o json`; a NUL byte had
+    no line."""
+    text, suffix, message = ONE_LINE_CASES[case]
+    path = tmp_path / f"input.{suffix}"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    result = cli("review", "-f", str(path), "-o", output)
+    one_line(result, message)
+    assert str(path) in result.stderr
+
+
+def test_dates_and_binary_are_text_as_kubernetes_reads_them(tmp_path: Path) -> None:
+    """Guards dates and `!!binary` in every output: the text (as sigs.k8s.io/yaml turns
+    YAML into JSON), never a crash. Before: `-o yaml`/`-o diff` raised "cannot write a
+    date as YAML" and `-o json` "date is not JSON serializable", exit 1."""
+    path = tmp_path / "pod.yaml"
+    path.write_text(
+        HELM_API + "extra: {when: 2024-01-01, at: 2024-01-01T10:00:00Z, b: !!binary aGk=}\n"
+    )
+    import json
+
+    for output in ("diff", "yaml", "json", "patch"):
+        result = cli("review", "-f", str(path), "-o", output)
+        assert result.returncode == 0, result.stderr
+    result = cli("review", "-f", str(path), "-o", "json")
+    (reviewed,) = json.loads(f"[{result.stdout}]") if result.stdout.startswith("{") else [None]
+    assert reviewed is not None and reviewed["extra"] == {
+        "when": "2024-01-01",
+        "at": "2024-01-01T10:00:00Z",
+        "b": "hi",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["certs", "--service", ""], "--service: '' must be a DNS-1035 label"),
+        (["certs", "--service", "a" * 64], "must be a DNS-1035 label"),
+        (["certs", "--namespace", "Ops"], "--namespace: 'Ops' must be a DNS-1123 label"),
+        (["manifests", "--namespace", ""], "--namespace: '' must be a DNS-1123 label"),
+        (["manifests", "--image", "bad image"], "--image: image 'bad image' is not an image"),
+        (["manifests", "--image", "busybox:latest"], "uses ':latest'"),
+    ],
+)
+def test_bad_names_and_images_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    """Guards part 6 for `certs` and `manifests`. Before: an empty service name
+    silently became the default, a 64-character one was a traceback ("label length
+    must be <= 63"), and `manifests` rendered any namespace or image into objects
+    the apiserver refuses."""
+    if args[0] == "certs":
+        args = [*args, "--out-dir", str(tmp_path / "c")]
+    result = cli(*args)
+    one_line(result, message)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_long_value_is_named_not_echoed(tmp_path: Path) -> None:
+    """Guards short messages: a 100 KB label value in a policy is cut to a few dozen
+    characters. Before: the whole value was in the message."""
+    text = DEFAULT.replace(
+        "app.kubernetes.io/name: dify", "app.kubernetes.io/name: " + "A_" * 50_000
+    )
+    errors = policy.policy_errors(text, source="p.yaml")
+    assert errors
+    for error in errors:
+        assert len(error) < 300, len(error)
+        assert "...'" in error

@@ -347,6 +347,18 @@ def ensure_development_certificates(cert_dir: Path, *, service: str, namespace: 
     return True
 
 
+def validity_problem(cert_pem: bytes, now: dt.datetime | None = None) -> str | None:
+    """Why the first certificate of `cert_pem` is not valid at `now`, naming its dates."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    now = now or dt.datetime.now(dt.UTC)
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        return f"is not valid yet (valid from {_day(start)} to {_day(end)})"
+    if now > end:
+        return f"has expired (valid from {_day(start)} to {_day(end)})"
+    return None
+
+
 def expiry(cert_pem: bytes) -> dt.datetime:
     """The notAfter of the first certificate in `cert_pem`."""
     return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import pydantic
 
 from webhook import __version__, files
-from webhook.engine import PRODUCT, policy
+from webhook.engine import PRODUCT, limits, policy
 from webhook.engine.admission import DEFAULT_NAMESPACE
 from webhook.engine.errors import InvalidObject, UsageError
 
@@ -275,7 +275,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except (RecursionError, MemoryError, ValueError, TypeError, OSError) as exc:
+        # NB: the last resort: every input is meant to be refused above with its own
+        # line; one that gets here still gets one line and exit 2, never a traceback
+        # (exit 1 is `review --exit-code`'s "would change").
+        if os.environ.get("VOLUME_INIT_DEBUG"):
+            raise
+        print(f"{PRODUCT}: {_last_resort(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     raise AssertionError(args.command)  # pragma: no cover - argparse requires a command
+
+
+def _last_resort(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"the input is nested too deeply (the limit is {limits.MAX_NESTING} levels)"
+    if isinstance(exc, MemoryError):
+        return "out of memory reading the input"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename or 'output'}: {exc.strerror}"
+    return (
+        "the input has a value this command cannot handle; please report it with the"
+        " input (VOLUME_INIT_DEBUG=1 shows where it failed)"
+    )
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -435,7 +456,9 @@ def _certs(args: argparse.Namespace) -> int:
         given_pem = certs.read_certificate(Path(args.ca_cert))
     names = None
     if args.service is not None or args.namespace is not None:
-        names = certs.service_names(args.service or PRODUCT, args.namespace or PRODUCT)
+        service = _checked("--service", policy.service_name, args.service, PRODUCT)
+        namespace = _checked("--namespace", policy.dns_label, args.namespace, PRODUCT)
+        names = certs.service_names(service, namespace)
     if not 1 <= args.days <= certs.LEAF_MAX_DAYS:
         raise UsageError(f"--days must be between 1 and {certs.LEAF_MAX_DAYS}")
     request = certdir.Request(
@@ -458,8 +481,25 @@ def _certs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checked(
+    flag: str, check: Callable[[str], str], value: str | None, default: str | None = None
+) -> str:
+    """`value` (or `default` when the flag was not given) passed through `check`;
+    its `ValueError` becomes the one line `flag: reason`."""
+    if value is None:
+        assert default is not None
+        return default
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def _manifests(args: argparse.Namespace) -> int:
     from webhook import manifests  # noqa: PLC0415
+
+    namespace = _checked("--namespace", policy.dns_label, args.namespace)
+    image = _checked("--image", policy.image_reference, args.image, manifests.DEFAULT_IMAGE)
 
     if args.policy:
         text = files.read_policy_text(Path(args.policy))
@@ -477,8 +517,8 @@ def _manifests(args: argparse.Namespace) -> int:
             manifests.objects(
                 loaded,
                 text,
-                namespace=args.namespace,
-                image=args.image or manifests.DEFAULT_IMAGE,
+                namespace=namespace,
+                image=image,
                 ca_bundle=ca_bundle,
                 cert_manager=args.cert_manager,
             )

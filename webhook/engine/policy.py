@@ -27,6 +27,7 @@ from webhook.engine.errors import PolicyError
 MAX_ID = 2_147_483_647
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -46,13 +47,20 @@ _SUFFIXES = {
 _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
+def shown(value: object, limit: int = 64) -> str:
+    """`value` quoted for a message, cut to `limit` characters: a 100 KB label value
+    is named, not echoed."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
-        raise ValueError(f"label key {key!r}: prefix must be a DNS subdomain")
+        raise ValueError(f"label key {shown(key)}: prefix must be a DNS subdomain")
     if not _LABEL_NAME.match(name):
         raise ValueError(
-            f"label key {key!r}: name must be 1-63 alphanumerics, '-', '_' or '.',"
+            f"label key {shown(key)}: name must be 1-63 alphanumerics, '-', '_' or '.',"
             " starting and ending with an alphanumeric"
         )
     return key
@@ -61,7 +69,7 @@ def _label_key(key: str) -> str:
 def _label_value(value: str) -> str:
     if len(value) > 63 or not _LABEL_VALUE.match(value):
         raise ValueError(
-            f"label value {value!r} must be at most 63 alphanumerics, '-', '_' or '.',"
+            f"label value {shown(value)} must be at most 63 alphanumerics, '-', '_' or '.',"
             " starting and ending with an alphanumeric"
         )
     return value
@@ -69,7 +77,7 @@ def _label_value(value: str) -> str:
 
 def _absolute_path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"{value!r} must be an absolute path (starting with '/')")
+        raise ValueError(f"{shown(value)} must be an absolute path (starting with '/')")
     if "\x00" in value:
         raise ValueError("a path cannot contain a NUL character")
     return hostpaths.normalize(value)
@@ -81,10 +89,9 @@ def _mount_path(value: str) -> str:
     normalized = _absolute_path(value)
     refused = hostpaths.refusal(normalized)
     if refused is not None:
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        shown = f"{shown!r} is {normalized}, which" if normalized != value else repr(shown)
+        named = f"{shown(value)} is {normalized}, which" if normalized != value else shown(value)
         refused = "the root directory" if normalized == "/" else refused
-        raise ValueError(f"{shown} is {refused}: storage is never mounted there")
+        raise ValueError(f"{named} is {refused}: storage is never mounted there")
     return normalized
 
 
@@ -97,34 +104,45 @@ def _non_root(value: int) -> int:
     return value
 
 
-def _dns_label(value: str) -> str:
+def dns_label(value: str) -> str:
+    """A DNS-1123 label (a namespace, a container name), or `ValueError` saying why not."""
     if not _DNS1123_LABEL.match(value):
         raise ValueError(
-            f"{value!r} must be a DNS-1123 label (at most 63 lower-case alphanumerics or '-')"
+            f"{shown(value)} must be a DNS-1123 label (at most 63 lower-case alphanumerics or '-')"
         )
     return value
 
 
-def _image(value: str) -> str:
+def service_name(value: str) -> str:
+    """A DNS-1035 label (a Service's name), or `ValueError` saying why not."""
+    if not _DNS1035_LABEL.match(value):
+        raise ValueError(
+            f"{shown(value)} must be a DNS-1035 label (at most 63 lower-case alphanumerics"
+            " or '-', starting with a letter)"
+        )
+    return value
+
+
+def image_reference(value: str) -> str:
     """An image reference by distribution/reference's grammar, pinned by tag or digest."""
-    shown = value if len(value) <= 80 else value[:77] + "..."
+    named = shown(value, 80)
     name, at, digest = value.partition("@")
     reference = images.parse(name)
     if at and not images.DIGEST.match(digest):
-        raise ValueError(f"image {shown!r}: the digest after '@' is malformed")
+        raise ValueError(f"image {named}: the digest after '@' is malformed")
     if (
         not images.REPOSITORY.match(reference.repository)
         or len(reference.repository) > images.NAME_MAX
         or (reference.tag is not None and not images.TAG.match(reference.tag))
     ):
         raise ValueError(
-            f"image {shown!r} is not an image reference (registry/repository:tag or @digest;"
+            f"image {named} is not an image reference (registry/repository:tag or @digest;"
             " lower-case, no spaces or shell characters)"
         )
     if not at and reference.tag is None:
-        raise ValueError(f"image {shown!r} has no tag: pin it, e.g. busybox:1.36.1")
+        raise ValueError(f"image {named} has no tag: pin it, e.g. busybox:1.36.1")
     if not at and reference.tag == "latest":
-        raise ValueError(f"image {shown!r} uses ':latest': pin a version, e.g. busybox:1.36.1")
+        raise ValueError(f"image {named} uses ':latest': pin a version, e.g. busybox:1.36.1")
     return value
 
 
@@ -134,10 +152,9 @@ def _quantity(value: Any) -> Any:
     if isinstance(value, int | float):
         value = str(value)
     if not isinstance(value, str) or len(value) > 64 or not _QUANTITY.match(value):
-        shown = value if not isinstance(value, str) or len(value) <= 64 else value[:61] + "..."
-        raise ValueError(f"{shown!r} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
+        raise ValueError(f"{shown(value)} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
     if quantity_value(value) < 0:
-        raise ValueError(f"{value!r} is negative: a resource quantity must not be")
+        raise ValueError(f"{shown(value)} is negative: a resource quantity must not be")
     return value
 
 
@@ -164,7 +181,7 @@ def _resource_name(name: str) -> str:
     ):
         return name
     raise ValueError(
-        f"{name[:64]!r} is not a container resource: cpu, memory, ephemeral-storage,"
+        f"{shown(name)} is not a container resource: cpu, memory, ephemeral-storage,"
         " hugepages-<size> or an extended resource such as example.com/device"
     )
 
@@ -172,7 +189,8 @@ def _resource_name(name: str) -> str:
 def _repository(value: str) -> str:
     if not images.REPOSITORY.match(value):
         raise ValueError(
-            f"{value!r} is not an image repository (no tag, no digest), e.g. langgenius/dify-api"
+            f"{shown(value)} is not an image repository (no tag, no digest),"
+            " e.g. langgenius/dify-api"
         )
     return value
 
@@ -181,7 +199,7 @@ def _version(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("quote the version, e.g. '1.10.1' (YAML reads 1.10 as the number 1.1)")
     if images.parse_version(value) is None:
-        raise ValueError(f"{value!r} is not a version such as 1.10.1")
+        raise ValueError(f"{shown(value)} is not a version such as 1.10.1")
     return value
 
 
@@ -296,8 +314,8 @@ class ResourceRequirements(_Model):
 class InitContainer(_Model):
     """What the injected init container is called and which image runs it."""
 
-    name: Annotated[str, AfterValidator(_dns_label)] = "volume-permissions"
-    image: Annotated[str, AfterValidator(_image)] = "busybox:1.36.1"
+    name: Annotated[str, AfterValidator(dns_label)] = "volume-permissions"
+    image: Annotated[str, AfterValidator(image_reference)] = "busybox:1.36.1"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
@@ -327,7 +345,7 @@ class ImageRule(_Model):
 class Rule(_Model):
     """Which pods (selectors) get which volumes (mount paths) owned by whom."""
 
-    name: Annotated[str, AfterValidator(_dns_label)]
+    name: Annotated[str, AfterValidator(dns_label)]
     pod_selectors: tuple[LabelSelector, ...] = Field(min_length=1)
     mount_paths: tuple[MountPath, ...] = Field(min_length=1)
     user: Id = 1001
@@ -365,7 +383,7 @@ class Rule(_Model):
 class PolicySpec(_Model):
     """The `spec` of a policy: namespaces left alone and the ordered rules."""
 
-    exclude_namespaces: tuple[Annotated[str, AfterValidator(_dns_label)], ...] = ()
+    exclude_namespaces: tuple[Annotated[str, AfterValidator(dns_label)], ...] = ()
     namespace_selector: LabelSelector | None = None
     """When set, only namespaces it matches are sent (opt-in); the exclusions still apply.
     The apiserver applies it (it is rendered into the webhook configuration)."""
@@ -377,7 +395,7 @@ class PolicySpec(_Model):
         seen: set[str] = set()
         for rule in rules:
             if rule.name in seen:
-                raise ValueError(f"duplicate rule name {rule.name!r}")
+                raise ValueError(f"duplicate rule name {shown(rule.name)}")
             seen.add(rule.name)
         return rules
 

@@ -15,6 +15,7 @@ line, raised after a bounded amount of work.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,11 @@ def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLin
                 mark = exc.problem_mark or exc.context_mark
                 line = mark.line + 1 if mark is not None else 0
                 raise YAMLFileError(_reason(exc), line) from None
+            except yaml.reader.ReaderError as exc:
+                line = text.count("\n", 0, exc.position) + 1
+                raise YAMLFileError(
+                    f"a control character (#x{exc.character:04x}) is not allowed in YAML", line
+                ) from None
             except yaml.YAMLError as exc:
                 raise YAMLFileError(str(exc).splitlines()[0], 0) from None
             if node is None:  # pragma: no cover - check_node() said there is one
@@ -196,17 +202,49 @@ class _Walk:
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_BINARY_TAG = "tag:yaml.org,2002:binary"
+_TEXT_TAGS = frozenset({_STR_TAG, _TIMESTAMP_TAG})
+INT64 = (-(2**63), 2**64 - 1)
+"""The integers a Kubernetes object can hold (int64, and uint64 for a few fields)."""
 
 
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """A scalar as Kubernetes reads YAML (sigs.k8s.io/yaml: YAML to JSON): every value
+    has a JSON form. A timestamp stays its text, `!!binary` is its UTF-8 text, and what
+    JSON cannot hold (an integer past 64 bits, `.nan`, `.inf`) is refused."""
     if not isinstance(node, yaml.ScalarNode):
         raise YAMLFileError("a mapping key must be a plain value", node.start_mark.line + 1)
-    if node.tag == _STR_TAG:  # most scalars of a manifest; skip the generic machinery
+    tag = node.tag
+    if tag in _TEXT_TAGS:  # most scalars of a manifest
         return node.value
+    line = node.start_mark.line + 1
     try:
-        construct = loader.yaml_constructors.get(node.tag)
-        if construct is not None:
-            return construct(loader, node)
-        return loader.construct_object(node, deep=True)
+        construct = loader.yaml_constructors.get(tag)
+        value = (
+            construct(loader, node)
+            if construct is not None
+            else loader.construct_object(node, deep=True)
+        )
     except yaml.MarkedYAMLError as exc:
-        raise YAMLFileError(_reason(exc), node.start_mark.line + 1) from None
+        raise YAMLFileError(_reason(exc), line) from None
+    except ValueError:  # NB: int() of more digits than Python converts
+        raise YAMLFileError(
+            "an integer past 64 bits: no Kubernetes field holds one", line
+        ) from None
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise YAMLFileError("!!binary that is not UTF-8 text has no JSON form", line) from None
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise YAMLFileError("an integer past 64 bits: no Kubernetes field holds one", line)
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise YAMLFileError(f"{node.value!r} (not a finite number) has no JSON form", line)
+        return value
+    raise YAMLFileError(f"a value tagged {tag} has no JSON form", line)

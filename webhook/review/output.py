@@ -54,7 +54,10 @@ def patches(items: list[ReviewedObject]) -> str:
     for item in items:
         if item.patch:
             out.append(f"# {item.label}\n")
-            out.append(json.dumps(item.patch, separators=(",", ":"), ensure_ascii=False) + "\n")
+            out.append(
+                json.dumps(item.patch, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                + "\n"
+            )
     return "".join(out)
 
 
@@ -76,7 +79,9 @@ def documents_yaml(results: list[tuple[Any, str]]) -> str:
 
 def documents_json(results: list[Any]) -> str:
     """Every document, in order, as a stream of JSON values (kubectl reads streams)."""
-    return "".join(json.dumps(value, indent=2, ensure_ascii=False) + "\n" for value in results)
+    return "".join(
+        json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n" for value in results
+    )
 
 
 def explain(item: ReviewedObject) -> str:

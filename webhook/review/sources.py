@@ -9,6 +9,7 @@ documents before it are still reviewed.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,7 +105,12 @@ def _yaml_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
 
 
 def _json_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
-    decoder = json.JSONDecoder()
+    """JSON values one after another, read as kube-apiserver's decoder (and `/mutate`)
+    would: no `NaN`/`Infinity`, no integer past 64 bits, no lone UTF-16 surrogate,
+    nesting within `MAX_NESTING`."""
+    decoder = json.JSONDecoder(
+        parse_constant=_no_constant, parse_int=_int64, parse_float=_finite_float
+    )
     position = 0
     while True:
         while position < len(text) and text[position] in " \t\r\n":
@@ -118,9 +124,60 @@ def _json_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
             yield InputProblem(name, exc.lineno, f"invalid JSON: {exc.msg}")
             return
         except RecursionError:
-            yield InputProblem(name, line, "invalid JSON: nested too deeply")
+            yield InputProblem(name, line, f"nested deeper than {limits.MAX_NESTING} levels")
             return
         except ValueError as exc:
             yield InputProblem(name, line, f"invalid JSON: {exc}")
             return
+        problem = _json_problem(value)
+        if problem is not None:
+            yield InputProblem(name, line, problem)
+            return
         yield Document(value, name, line)
+
+
+def _no_constant(word: str) -> Any:
+    raise ValueError(f"{word} has no place in JSON (kube-apiserver refuses it)")
+
+
+def _int64(digits: str) -> int:
+    # NB: only the length is looked at before int(): Python refuses to convert more
+    # than 4,300 digits, and no Kubernetes field holds more than 20.
+    value = int(digits) if len(digits) <= 21 else None
+    if value is None or not yamlfile.INT64[0] <= value <= yamlfile.INT64[1]:
+        raise ValueError("an integer past 64 bits: no Kubernetes field holds one")
+    return value
+
+
+def _finite_float(digits: str) -> float:
+    value = float(digits)
+    if not math.isfinite(value):
+        raise ValueError(f"{digits[:20]}... is beyond the range of a number")
+    return value
+
+
+def _json_problem(value: Any) -> str | None:
+    """Nesting past the limit or a string that is not Unicode, walked without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            if isinstance(item, str) and not _is_unicode(item):
+                return "a string holds a lone UTF-16 surrogate (such as \\ud800): not Unicode"
+            continue
+        if depth >= limits.MAX_NESTING:
+            return f"nested deeper than {limits.MAX_NESTING} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

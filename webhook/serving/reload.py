@@ -27,7 +27,7 @@ from pathlib import Path
 
 from webhook import certs, files
 from webhook.engine import limits, policy
-from webhook.engine.errors import InputError, UsageError
+from webhook.engine.errors import CertificateError, InputError, UsageError
 from webhook.serving import logs, tls
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
@@ -132,7 +132,15 @@ class CertificateStore:
         self.listening = self._build()
         self.listening.sni_callback = self._select
         self.current = self.listening
-        self._record_expiry()
+        problem = certs.validity_problem(certs.read_certificate(settings.tls_cert))
+        if problem is not None:
+            # NB: at start there is no other certificate to serve; say so and serve it.
+            _log.warning(
+                f"the serving certificate {problem}: clients will refuse it until it is replaced",
+                extra={"fields": {"file": str(settings.tls_cert)}},
+            )
+            self._warned_at = dt.datetime.now(dt.UTC)
+        self._record_expiry(warn=problem is None)
 
     def _build(self) -> ssl.SSLContext:
         return tls.server_context(self._settings)
@@ -143,15 +151,20 @@ class CertificateStore:
         connection.context = self.current
 
     def reload(self) -> None:
-        """Build a context from the files now on disk; raises `UsageError` if they are bad."""
+        """Build a context from the files now on disk; raises `UsageError` if they are bad,
+        or if the new certificate is expired or not valid yet (the one in force stays)."""
+        problem = certs.validity_problem(certs.read_certificate(self._settings.tls_cert))
+        if problem is not None:
+            raise CertificateError(f"{self._settings.tls_cert}: the new certificate {problem}")
         self.current = self._build()
         self._record_expiry()
 
-    def _record_expiry(self) -> None:
-        self.expires = certs.expiry(self._settings.tls_cert.read_bytes())
+    def _record_expiry(self, *, warn: bool = True) -> None:
+        self.expires = certs.expiry(certs.read_certificate(self._settings.tls_cert))
         self.runtime.metrics.certificate_expiry.set(self.expires.timestamp())
-        self._warned_at = None
-        self.warn_if_expiring()
+        if warn:
+            self._warned_at = None
+            self.warn_if_expiring()
 
     def warn_if_expiring(self, now: dt.datetime | None = None) -> bool:
         """One warning when the certificate in force has less than `EXPIRY_WARNING` left:
