@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -546,3 +547,82 @@ def test_a_long_value_is_named_not_echoed(tmp_path: Path) -> None:
     for error in errors:
         assert len(error) < 300, len(error)
         assert "...'" in error
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """uvicorn's spawned worker processes under `supervisor` (not multiprocessing's helpers)."""
+    found = []
+    for child in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
+
+
+def patched_user_of(server: servers.Server) -> int:
+    with server.client() as client:
+        answer = client.post(
+            "/mutate", json=helpers.review(POD), extensions={"sni_hostname": servers.SERVICE_DNS}
+        ).json()
+    patch = helpers.decoded_patch(answer) or []
+    (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
+    return int(op["value"]["runAsUser"])
+
+
+def test_a_respawned_worker_starts_from_the_policy_validated_at_start(tmp_path: Path) -> None:
+    """Guards part 5 with --workers: the policy file goes bad, a worker dies and is
+    respawned; it logs one warning and serves the policy validated at start. Before:
+    the new worker died on the bad file with a traceback, and the supervisor respawned
+    it into the same death."""
+    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
+    certs.write_files(tmp_path, bundle)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(DEFAULT.replace("user: 1001", "user: 2000"))
+    args = [
+        "--tls-cert", str(tmp_path / "tls.crt"),
+        "--tls-key", str(tmp_path / "tls.key"),
+        "--policy", str(policy_file),
+        "--workers", "2",
+    ]  # fmt: skip
+    with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
+        wait_for(lambda: len(worker_pids(server.process.pid)) == 2)
+        policy_file.write_text("apiVersion: [not a policy")
+        victim = worker_pids(server.process.pid)[0]
+        os.kill(victim, 9)
+        wait_for(
+            lambda: (
+                victim not in worker_pids(server.process.pid)
+                and len(worker_pids(server.process.pid)) == 2
+            ),
+            timeout=30,
+        )
+        wait_for(lambda: "starts from the policy validated" in server.log(), timeout=30)
+        for _ in range(20):  # both workers, whichever takes the connection
+            assert patched_user_of(server) == 2000
+        time.sleep(1)
+        log = server.log()
+        assert log.count("starts from the policy validated") == 1, log[-3000:]
+        assert "Traceback" not in log
+
+
+def test_sighup_reloads_now_and_never_kills_the_server(tmp_path: Path) -> None:
+    """Guards part 5's SIGHUP: it re-reads the policy at once (the poll here is a
+    minute) and the server keeps serving. Before: Python's default for SIGHUP ended
+    the process on the spot, with no drain."""
+    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
+    certs.write_files(tmp_path, bundle)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(DEFAULT)
+    args = [
+        "--tls-cert", str(tmp_path / "tls.crt"),
+        "--tls-key", str(tmp_path / "tls.key"),
+        "--policy", str(policy_file),
+        "--reload-interval", "60",
+    ]  # fmt: skip
+    with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
+        assert patched_user_of(server) == 1001
+        policy_file.write_text(DEFAULT.replace("user: 1001", "user: 3000"))
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: patched_user_of(server) == 3000, timeout=10)
+        assert server.process.poll() is None
+        assert "SIGHUP: re-reading the policy and the certificate now" in server.log()

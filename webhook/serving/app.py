@@ -42,10 +42,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _drain_on_sigterm(runtime, delay=settings.shutdown_delay)
+        wake = asyncio.Event()
+        _reload_on_sighup(wake, watching=bool(watched))
         task = None
         if watched:
             task = asyncio.create_task(
-                reload.watch(list(watched), interval=settings.reload_interval)
+                reload.watch(list(watched), interval=settings.reload_interval, wake=wake)
             )
         try:
             yield
@@ -120,6 +122,29 @@ def _drain_on_sigterm(runtime: ServingState, *, delay: float) -> None:
         loop.call_soon_threadsafe(loop.call_later, delay, uvicorn_handler, sig, None)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _reload_on_sighup(wake: asyncio.Event, *, watching: bool) -> None:
+    """SIGHUP re-reads the policy and the certificate now instead of at the next poll.
+
+    NB: Python's default for SIGHUP ends the process at once, without the drain
+    SIGTERM gets; a `kill -HUP` or a closed terminal must never do that to a
+    webhook. (With --workers, uvicorn's supervisor takes SIGHUP itself and
+    replaces the workers one by one, each new one ready before an old one stops.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sighup(sig: int, frame: types.FrameType | None) -> None:
+        _server_log.info(
+            "SIGHUP: re-reading the policy and the certificate now"
+            if watching
+            else "SIGHUP: nothing to re-read (built-in policy, no files watched)"
+        )
+        loop.call_soon_threadsafe(wake.set)
+
+    signal.signal(signal.SIGHUP, on_sighup)
 
 
 ADMISSION_PATHS = {"/mutate": False, "/mutate/restricted": True}

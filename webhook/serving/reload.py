@@ -18,6 +18,7 @@ connections already open finish on the old one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import ssl
@@ -246,10 +247,16 @@ def check_selection(runtime: ServingState, settings: Settings) -> None:
         )
 
 
-async def watch(found: list[Watched], *, interval: float = POLL_SECONDS) -> None:
-    """Poll every `interval` seconds until cancelled; nothing one poll meets ends it."""
+async def watch(
+    found: list[Watched], *, interval: float = POLL_SECONDS, wake: asyncio.Event | None = None
+) -> None:
+    """Poll every `interval` seconds until cancelled, and at once when `wake` is set
+    (SIGHUP); nothing one poll meets ends it."""
+    wake = wake or asyncio.Event()
     while True:
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
+        wake.clear()
         for watched in found:
             try:
                 watched.check()

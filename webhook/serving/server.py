@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -19,6 +20,8 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from webhook import certs, files
+from webhook.engine import policy
+from webhook.engine.errors import UsageError
 from webhook.serving import logs, reload, tls
 from webhook.serving.app import create_app
 from webhook.serving.settings import Settings
@@ -28,10 +31,27 @@ _log = logs.get("server")
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
-def build_runtime(settings: Settings) -> ServingState:
-    """Load the policy and the certificate's expiry into a fresh `ServingState`."""
+def build_runtime(settings: Settings, *, fallback_policy: str | None = None) -> ServingState:
+    """Load the policy into a fresh `ServingState`.
+
+    With `fallback_policy` (a worker process: the policy text the supervisor
+    validated at start), a policy file that has gone bad since is one warning
+    and the worker serves the fallback, rather than dying with a traceback for
+    the supervisor to respawn in a loop; its watcher picks up the next good edit.
+    """
+    try:
+        loaded = files.load_policy(settings.policy)
+    except UsageError as exc:
+        if fallback_policy is None:
+            raise
+        _log.warning(
+            "the policy file cannot be used; this worker starts from the policy"
+            " validated when the server started",
+            extra={"fields": {"reason": str(exc)}},
+        )
+        loaded = policy.parse_policy(fallback_policy, source=f"{settings.policy} (at start)")
     runtime = ServingState(
-        policy=files.load_policy(settings.policy),
+        policy=loaded,
         protected_namespaces=frozenset({settings.own_namespace()}),
     )
     runtime.metrics.policy_reloads.labels("loaded").inc()
@@ -39,9 +59,11 @@ def build_runtime(settings: Settings) -> ServingState:
     return runtime
 
 
-def build_app(settings: Settings) -> tuple[FastAPI, reload.CertificateStore]:
+def build_app(
+    settings: Settings, *, fallback_policy: str | None = None
+) -> tuple[FastAPI, reload.CertificateStore]:
     """The app for one server process, with its policy and certificate loaded."""
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, fallback_policy=fallback_policy)
     store = reload.CertificateStore(settings, runtime)
     runtime.metrics.certificate_reloads.labels("loaded").inc()
     runtime.certificate_loaded = True
@@ -71,15 +93,21 @@ def tune_garbage_collector() -> None:
 # NB: with --workers, uvicorn builds the app inside each worker process from an
 # import string; the factory leaves that process's certificate store here for
 # `WebhookConfig.load()`, which runs in the same process right after it.
-_worker_store: reload.CertificateStore | None = None
+# `load()` leaves the policy text the supervisor validated there first.
+@dataclass
+class _Handoff:
+    store: reload.CertificateStore | None = None
+    policy: str | None = None
+
+
+_worker = _Handoff()
 
 
 def app_from_environment() -> FastAPI:
     """Factory for worker processes: settings come from `VOLUME_INIT_*` variables."""
-    global _worker_store
     settings = Settings()
     logs.configure(log_format=settings.log_format, level=settings.log_level)
-    app, _worker_store = build_app(settings)
+    app, _worker.store = build_app(settings, fallback_policy=_worker.policy)
     return app
 
 
@@ -107,10 +135,13 @@ class WebhookConfig(uvicorn.Config):
         )
         self.webhook_settings = settings
         self.webhook_store = store
+        self.webhook_policy: str | None = None
+        """The policy text validated at start, for worker processes to fall back on."""
 
     def load(self) -> None:
+        _worker.policy = self.webhook_policy
         super().load()
-        store = self.webhook_store or _worker_store
+        store = self.webhook_store or _worker.store
         if store is None:  # pragma: no cover - build_app always made one
             self.ssl = tls.server_context(self.webhook_settings)
             return
@@ -174,7 +205,9 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run()
         return
     # Fail fast in the supervisor; each worker builds its own app afterwards.
-    files.load_policy(settings.policy)
+    startup_policy = None if settings.policy is None else files.read_policy_text(settings.policy)
+    if startup_policy is not None:
+        policy.parse_policy(startup_policy, source=str(settings.policy))
     tls.server_context(settings)
     # Worker processes rebuild the settings from the environment.
     for name, value in settings.model_dump(exclude_none=True).items():
@@ -186,5 +219,6 @@ def serve(settings: Settings) -> None:
         workers=settings.workers,
         **common,
     )
+    config.webhook_policy = startup_policy
     sock = config.bind_socket()
     Multiprocess(config, sockets=[sock]).run()
