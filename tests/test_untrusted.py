@@ -9,7 +9,9 @@ docstring names as guards of what already held.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -17,16 +19,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonpatch
 import pytest
+import yaml
 from cryptography import x509
+from fastapi.testclient import TestClient
 
 from tests import helpers, servers
 from tests.test_reload import POD, project, serial_of, wait_for
 from webhook import certs, files
 from webhook.engine import limits, policy, yamlfile
 from webhook.engine.errors import InputError
+from webhook.review import documents
 from webhook.serving import reload
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
@@ -626,3 +633,102 @@ def test_sighup_reloads_now_and_never_kills_the_server(tmp_path: Path) -> None:
         wait_for(lambda: patched_user_of(server) == 3000, timeout=10)
         assert server.process.poll() is None
         assert "SIGHUP: re-reading the policy and the certificate now" in server.log()
+
+
+def statefulset_from(pod: dict[str, Any]) -> dict[str, Any]:
+    """A StatefulSet whose storage comes from a volumeClaimTemplate, with `pod`'s template."""
+    template = copy.deepcopy(pod)
+    del template["spec"]["volumes"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "dify-api", "namespace": "dify"},
+        "spec": {
+            "serviceName": "dify-api",
+            "selector": {"matchLabels": template["metadata"]["labels"]},
+            "template": {"metadata": template["metadata"], "spec": template["spec"]},
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "app-data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_review_sees_the_pod_the_statefulset_controller_creates(client: TestClient) -> None:
+    """Guards part 7: `review` of a StatefulSet whose storage is a volumeClaimTemplate
+    injects the same init container `/mutate` gives the pod the controller creates
+    (its claim volume `app-data-dify-api-0` added), and leaves the template's volumes
+    alone. Before: the review said the storage mount's volume did not exist and
+    skipped it, while the live webhook patched the pod."""
+    statefulset = statefulset_from(POD)
+    options = documents.Options(policy=policy.default_policy(), namespace="dify")
+    reviewed = documents.review(copy.deepcopy(statefulset), options)
+    assert reviewed.decision is not None and reviewed.decision.reason == "injected", (
+        reviewed.decision
+    )
+    template = reviewed.result["spec"]["template"]
+    assert "volumes" not in template["spec"]
+    created = copy.deepcopy(POD)
+    created["metadata"]["name"] = "dify-api-0"
+    created["metadata"]["namespace"] = "dify"
+    created["spec"]["volumes"] = [
+        {"name": "app-data", "persistentVolumeClaim": {"claimName": "app-data-dify-api-0"}}
+    ]
+    answer = client.post("/mutate", json=helpers.review(created)).json()
+    patched = jsonpatch.apply_patch(created, helpers.decoded_patch(answer) or [])
+    assert patched["spec"]["initContainers"] == template["spec"]["initContainers"]
+    assert patched["spec"]["securityContext"] == template["spec"]["securityContext"]
+
+
+def test_yaml_output_always_parses_again(tmp_path: Path) -> None:
+    """Guards part 7's output: keys over 1,024 characters are written as explicit keys,
+    and a passed-through document keeps its `%TAG` directive (after an explicit `...`).
+    Before: `-o yaml` wrote a 2,000-character key as an implicit key, which no YAML
+    reader accepts, and dropped `%TAG`, so `!k!str` no longer parsed."""
+    from webhook.review import emit
+
+    value = {"k" * 2000: "v", "a": [{"b" * 1100: {"c": 1}, "d": 2}], "e" * 1000: 1}
+    assert yaml.safe_load(emit.emit(value)) == value
+    tagged = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n...\n"
+        "%TAG !k! tag:yaml.org,2002:\n---\n"
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: !k!str b}\ndata: {x: !k!str "1"}\n'
+    )
+    path = tmp_path / "stream.yaml"
+    path.write_text(tagged + "---\n" + HELM_API)
+    result = cli("review", "-f", str(path), "-o", "yaml")
+    assert result.returncode == 0, result.stderr
+    assert "%TAG !k! tag:yaml.org,2002:\n---\n" in result.stdout
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert [d["metadata"].get("name") for d in docs[:2]] == ["a", "b"]
+    assert docs[1]["data"] == {"x": "1"}
+    assert docs[2]["spec"]["initContainers"][0]["name"] == "volume-permissions"
+
+
+BAD_ENVELOPES = {
+    "nan": b'"x": NaN',
+    "5000-digits": b'"x": ' + b"9" * 5000,
+    "surrogate": b'"x": "\\ud800"',
+    "deep": b'"x": ' + b"[" * 2000 + b"]" * 2000,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENVELOPES))
+def test_review_refuses_what_mutate_refuses(client: TestClient, tmp_path: Path, case: str) -> None:
+    """Guards part 6's agreement: an AdmissionReview `/mutate` answers 400 is refused by
+    `review` too (exit 2, one line), never reviewed as if it were fine. (The other way
+    round need not hold: `review` stops at 100 levels of nesting, which no object an
+    apiserver sends comes near, and orjson at `/mutate` at 1,024.) Before: `review`
+    accepted `NaN` and lone surrogates, and crashed on 5,000 digits and 2,000 levels."""
+    body = json.dumps(helpers.review(POD)).encode()
+    body = body[:-2] + b", " + BAD_ENVELOPES[case] + b"}}"
+    assert client.post("/mutate", content=body).status_code == 400
+    path = tmp_path / "review.json"
+    path.write_bytes(body)
+    one_line(cli("review", "-f", str(path)), str(path))

@@ -44,7 +44,8 @@ class DocumentWithLines:
     lines: dict[Path, int] = field(default_factory=dict)
     start_line: int = 1
     text: str = ""
-    """The document's own text: its leading comments and content, no `---` marker."""
+    """The document's own text: its leading comments and content, no `---` marker
+    (unless it has directives, which end with one)."""
 
     def line_of(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -101,13 +102,16 @@ def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLin
 
 
 def _leading_comments(between: str) -> str:
-    """What stands between two documents, less the markers and directives."""
-    kept = [
-        line
-        for line in between.splitlines(keepends=True)
-        if not line.startswith(("---", "...", "%"))
+    """What stands between two documents, less the markers; a document's directives
+    (`%TAG`, `%YAML`) are kept, followed by the `---` they need, so the text read
+    alone reads the same."""
+    lines = between.splitlines(keepends=True)
+    directives = [
+        line if line.endswith("\n") else line + "\n" for line in lines if line.startswith("%")
     ]
-    return "".join(kept).lstrip("\n")
+    kept = [line for line in lines if not line.startswith(("---", "...", "%"))]
+    body = "".join(kept).lstrip("\n")
+    return "".join(directives) + "---\n" + body if directives else body
 
 
 def load_one(text: str) -> DocumentWithLines:

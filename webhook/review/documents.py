@@ -112,8 +112,65 @@ def review(
             source=source,
             line=line,
             label=label,
+            claims=_claim_volumes(value) if kind == "StatefulSet" else [],
         )
     return ReviewedObject(label, source, line, value, value, note="not a pod or workload")
+
+
+def _claim_volumes(statefulset: dict[str, Any]) -> list[dict[str, Any]]:
+    """The volumes the StatefulSet controller gives each pod for its volumeClaimTemplates,
+    as for ordinal 0: a `persistentVolumeClaim` named `<template>-<statefulset>-0`
+    (kubernetes/pkg/controller/statefulset, updateStorage)."""
+    spec = statefulset.get("spec")
+    templates = spec.get("volumeClaimTemplates") if isinstance(spec, dict) else None
+    metadata = statefulset.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(templates, list):
+        return []
+    volumes = []
+    for claim in templates:
+        claim_meta = claim.get("metadata") if isinstance(claim, dict) else None
+        claim_name = claim_meta.get("name") if isinstance(claim_meta, dict) else None
+        if isinstance(claim_name, str) and claim_name:
+            volumes.append(
+                {
+                    "name": claim_name,
+                    "persistentVolumeClaim": {
+                        "claimName": f"{claim_name}-{name or 'statefulset'}-0",
+                        "readOnly": False,
+                    },
+                }
+            )
+    return volumes
+
+
+def _as_created(pod: dict[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod template as the controller creates the pod: claim volumes first, then
+    the template's volumes of other names (a claim replaces a volume of its name)."""
+    spec = pod.get("spec")
+    if not claims or not isinstance(spec, dict):
+        return pod
+    named = {volume["name"] for volume in claims}
+    own = spec.get("volumes")
+    kept = (
+        [v for v in own if not (isinstance(v, dict) and v.get("name") in named)]
+        if isinstance(own, list)
+        else []
+    )
+    return {**pod, "spec": {**spec, "volumes": [*claims, *kept]}}
+
+
+def _as_template(pod: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """`pod` (a decision on `_as_created(template)`) with the template's own volumes
+    back: the controller, not the workload, adds the claim volumes. (The mutation
+    never changes volumes, so this undoes exactly what `_as_created` did.)"""
+    spec = dict(pod["spec"])
+    template_spec = template.get("spec")
+    if isinstance(template_spec, dict) and "volumes" in template_spec:
+        spec["volumes"] = template_spec["volumes"]
+    else:
+        spec.pop("volumes", None)
+    return {**pod, "spec": spec}
 
 
 def _pod(
@@ -125,6 +182,7 @@ def _pod(
     source: str,
     line: int,
     label: str,
+    claims: list[dict[str, Any]] | None = None,
 ) -> ReviewedObject:
     metadata = document.get("metadata")
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
@@ -138,9 +196,10 @@ def _pod(
             f" ({opt_in.description}), so the apiserver does not call the webhook"
         )
         return ReviewedObject(label, source, line, document, document, note=note)
+    created = _as_created(pod, claims or [])
     try:
         decision = mutation.mutate(
-            pod,
+            created,
             options.policy,
             namespace=namespace,
             restricted=options.restricted,
@@ -149,7 +208,8 @@ def _pod(
     except InvalidObject as exc:
         prefix = ".".join(path) + "." if path else ""
         return _problem(document, source, line, label, f"{prefix}{exc}")
-    result = _replace(document, path, decision.pod) if decision.patch else document
+    changed = decision.pod if created is pod else _as_template(decision.pod, pod)
+    result = _replace(document, path, changed) if decision.patch else document
     patch = [_prefixed(op, path) for op in decision.patch]
     return ReviewedObject(label, source, line, document, result, patch=patch, decision=decision)
 

@@ -94,12 +94,25 @@ def _scalar(value: Any) -> str:
     raise TypeError(f"cannot write a {type(value).__name__} as YAML")
 
 
+# YAML reads an implicit key (`key: value`) of at most 1024 characters; a longer
+# one is written as an explicit key (`? key` then `: value` on the next line).
+IMPLICIT_KEY_MAX = 1024
+
+
+def _head(prefix: str, key: Any, indent: str, out: list[str]) -> str:
+    """The text before a mapping entry's value: `prefix` + `key:`, or an explicit key."""
+    text = _string(key) if isinstance(key, str) else _scalar(key)
+    if len(text) < IMPLICIT_KEY_MAX:
+        return f"{prefix}{text}:"
+    out.append(f"{prefix}? {text}\n")
+    return f"{indent}:"
+
+
 def _lines(value: Any, indent: str, out: list[str]) -> None:
     """Append the block lines of a non-empty mapping or list at `indent`."""
     if isinstance(value, dict):
         for key, item in value.items():
-            head = f"{indent}{_string(key) if isinstance(key, str) else _scalar(key)}:"
-            _entry(head, item, indent, out, nested=indent + "  ")
+            _entry(_head(indent, key, indent, out), item, indent, out, nested=indent + "  ")
     else:
         for item in value:
             if isinstance(item, dict) and item:
@@ -107,8 +120,8 @@ def _lines(value: Any, indent: str, out: list[str]) -> None:
                 for key, sub in item.items():
                     prefix = f"{indent}- " if first else f"{indent}  "
                     first = False
-                    k = _string(key) if isinstance(key, str) else _scalar(key)
-                    _entry(f"{prefix}{k}:", sub, indent + "  ", out, nested=indent + "    ")
+                    head = _head(prefix, key, indent + "  ", out)
+                    _entry(head, sub, indent + "  ", out, nested=indent + "    ")
             else:
                 _entry(f"{indent}-", item, indent, out, nested=indent + "  ", in_list=True)
 

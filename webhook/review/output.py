@@ -68,13 +68,18 @@ def documents_yaml(results: list[tuple[Any, str]]) -> str:
     printed verbatim (comments and formatting kept: nothing changed it), the
     others are dumped from their value.
     """
-    out = []
+    out: list[str] = []
     for value, text in results:
-        if text:
-            out.append(text if text.endswith("\n") else text + "\n")
-        else:
-            out.append(emit.emit(value))
-    return "---\n".join(out)
+        piece = _line_ended(text) if text else emit.emit(value)
+        if out:
+            # NB: a document's directives may follow only an explicit document end.
+            out.append("...\n" if piece.startswith("%") else "---\n")
+        out.append(piece)
+    return "".join(out)
+
+
+def _line_ended(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
 
 
 def documents_json(results: list[Any]) -> str:
