@@ -6,9 +6,10 @@
 # symlink to /usr/bin/python3, present in both. The runtime has no shell and
 # no package manager, and runs as the numeric non-root user 65532.
 #
-# Base images are pinned; refresh the digests on upgrade with
+# Both base images are pinned by digest (the tag is kept for reading);
+# refresh the digests on upgrade with
 # `docker buildx imagetools inspect <image>`.
-ARG BUILD_IMAGE=debian:12.8-slim
+ARG BUILD_IMAGE=debian:12.8-slim@sha256:d365f4920711a9074c4bcd178e8f457ee59250426441ab2a5f8106ed8fe948eb
 ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot@sha256:66f3e24fd4906156a7360d2861731d31d3457a02f34fd3c4491f0b710a259988
 
 FROM ${BUILD_IMAGE} AS build

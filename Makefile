@@ -4,20 +4,26 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `run` installs what serving needs; `test` adds the test toolchain.
+RUN_STAMP  := $(VENV)/.installed-run
+STAMP      := $(VENV)/.installed-test
+PIP        := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
 .PHONY: run test lint typecheck unit system-packages clean
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/dify-volume-init serve
 
 test: $(STAMP) system-packages lint typecheck unit
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP) install -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PIP) install -e '.[test]'
 	touch $(STAMP)
 
 # The init script's tests run busybox under setpriv in a private mount namespace,

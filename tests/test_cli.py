@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -200,3 +201,111 @@ def test_every_setting_is_a_documented_serve_flag() -> None:
         assert field.description, f"{name} has no description"
         assert flag in serve_help
         assert f"| `{flag}` | `{env}` |" in readme, f"README's serve table misses {flag}"
+
+
+def every_option() -> list[tuple[str, argparse.Action]]:
+    """Every option of every command, with the command's name."""
+    from webhook import cli
+
+    found = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    walk(subparser, f"{name} {sub}".strip())
+            elif action.option_strings and not isinstance(
+                action, argparse._HelpAction | argparse._VersionAction
+            ):
+                found.append((name, action))
+
+    walk(cli.build_parser(), "")
+    return found
+
+
+def test_every_flag_says_its_default_and_serve_flags_their_variable() -> None:
+    """Guards the help as a kubectl user reads it: every option that takes a value says
+    its default (or that it is required); every `serve` option names its variable."""
+    missing = [
+        f"{name} {action.option_strings[0]}"
+        for name, action in every_option()
+        if action.nargs != 0
+        and "default" not in (action.help or "")
+        and "required" not in (action.help or "")
+    ]
+    assert missing == []
+    serve = [a for name, a in every_option() if name == "serve"]
+    assert serve and all("env VOLUME_INIT_" in (a.help or "") for a in serve)
+
+
+def test_usage_errors_name_no_internals() -> None:
+    """Guards usage errors: `policy` with no subcommand names the choices, not
+    argparse's `policy_command`."""
+    result = run("policy")
+    assert result.returncode == 2
+    assert "policy_command" not in result.stderr
+    assert "required: {check,default}" in result.stderr
+
+
+def test_review_reads_subdirectories_with_r_and_says_when_it_does_not(tmp_path: Path) -> None:
+    """Guards -R: without it, one note that subdirectories were not read; with it,
+    every manifest below, in order."""
+    pod = (Path(__file__).parent / "testdata" / "pods" / "helm-api.yaml").read_text()
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    for name in ("a.yaml", "sub/b.yaml", "sub/deeper/c.yml", "sub/notes.txt"):
+        (tmp_path / name).write_text(pod)
+    flat = run("review", "-f", str(tmp_path), "--explain", "-o", "patch")
+    assert flat.returncode == 0, flat.stderr
+    assert f"note: {tmp_path}: 1 subdirectory not read (-R reads them)" in flat.stderr
+    assert flat.stderr.count("patched") == 1
+    deep = run("review", "-R", "-f", str(tmp_path), "--explain", "-o", "patch")
+    assert deep.returncode == 0, deep.stderr
+    assert "note:" not in deep.stderr
+    explained = [line.split(":")[0] for line in deep.stderr.splitlines() if "patched" in line]
+    assert explained == [str(tmp_path / n) for n in ("a.yaml", "sub/b.yaml", "sub/deeper/c.yml")]
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """Guards `serve` on a port in use: one line and exit 2 (uvicorn alone logged it
+    among its start-up lines and exited 3)."""
+    import socket
+
+    from webhook import certs
+
+    certs.write_files(tmp_path / "certs", certs.build(dns_names=["localhost"]))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run("serve", "--host", "127.0.0.1", "--port", port, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"dify-volume-init: cannot listen on 127.0.0.1:{port}: the port is already in use"
+        " (--host/--port, VOLUME_INIT_HOST/VOLUME_INIT_PORT)\n"
+    )
+
+
+def test_files_the_walk_through_creates_are_ignored_by_git() -> None:
+    """Guards the walk-through: what it writes (keys above all) is ignored by git."""
+    root = Path(__file__).parent.parent
+    paths = [
+        "webhook-certs/ca.key", "webhook-certs/tls.key", "webhook-certs/tls.crt",
+        "certs/ca.key", "certs/tls.key", "dify-volume-init.yaml", "my-policy.yaml",
+        "response.json", "somewhere/else.key",
+    ]  # fmt: skip
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(result.stdout.split()) == sorted(paths)
+    tracked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "deploy/base/dify-volume-init.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tracked.stdout == "", "the generated deploy/ files stay tracked"

@@ -5,6 +5,7 @@ webhook exactly the pods the policy can match."""
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 import sys
@@ -244,7 +245,8 @@ def test_a_custom_policy_drives_the_object_selection(tmp_path: Path) -> None:
 
 
 def test_dockerfile() -> None:
-    """Guards the Dockerfile statically: stages, pinned bases, numeric non-root user."""
+    """Guards the Dockerfile statically: stages, every base (builder included) pinned by
+    digest, numeric non-root user."""
     text = (ROOT / "Dockerfile").read_text()
     lines = [
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
@@ -260,10 +262,8 @@ def test_dockerfile() -> None:
         resolved = args.get(image.strip("${}"), image)
         name = resolved.split("@")[0]
         tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
-        assert "@sha256:" in resolved or any(ch.isdigit() for ch in tag), (
-            f"{resolved} is not pinned"
-        )
-        assert tag != "latest"
+        assert re.search(r"@sha256:[0-9a-f]{64}$", resolved), f"{resolved} is not pinned by digest"
+        assert tag and tag != "latest", f"{resolved}: keep a readable tag beside the digest"
     (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, "a numeric non-root USER"
@@ -314,3 +314,22 @@ def test_an_opt_in_namespace_selector_sends_only_chosen_namespaces() -> None:
     assert sent_to(config, dify, system) == set(), "an opt-in never overrides an exclusion"
     restricted = {**enabled, "pod-security.kubernetes.io/enforce": "restricted"}
     assert sent_to(config, dify, restricted) == {"/mutate/restricted"}
+
+
+@pytest.mark.parametrize("tree", ["", "cert-manager"])
+def test_kustomize_images_entry_sets_the_image(tmp_path: Path, tree: str) -> None:
+    """Guards the image story for kustomize: the `images:` entry in each kustomization
+    names the Deployment's default image at this release's tag, and editing it (as
+    `kustomize edit set image` does) is what every `kubectl apply -k` then runs."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    kustomization = copy / tree / "kustomization.yaml"
+    spec = yaml.safe_load(kustomization.read_text())
+    (entry,) = spec["images"]
+    name, tag = manifests.DEFAULT_IMAGE.rsplit(":", 1)
+    assert entry == {"name": name, "newName": name, "newTag": tag}
+    entry.update(newName="registry.example.com/dify-volume-init", newTag="0.1.0-custom")
+    kustomization.write_text(yaml.safe_dump(spec))
+    (deployment,) = [o for o in kustomize(copy / tree) if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/dify-volume-init:0.1.0-custom"

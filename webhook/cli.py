@@ -37,7 +37,7 @@ def _settings_flags(serve: argparse.ArgumentParser) -> None:
 
     for name, field in Settings.model_fields.items():
         choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else None
-        default = "" if field.default in (None, "") else f"; default {field.default}"
+        default = "; default none" if field.default in (None, "") else f"; default {field.default}"
         serve.add_argument(
             "--" + name.replace("_", "-"),
             choices=choices,
@@ -90,7 +90,14 @@ def _review_command(commands: Any) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="a manifest file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable",
+        help="a manifest file, a directory (its *.yaml, *.yml, *.json) or - for stdin;"
+        " repeatable; required",
+    )
+    review.add_argument(
+        "-R",
+        "--recursive",
+        action="store_true",
+        help="read directories given to -f and their subdirectories, as kubectl -R does",
     )
     review.add_argument("--policy", help="policy file (default: the built-in policy)")
     review.add_argument(
@@ -119,7 +126,7 @@ def _review_command(commands: Any) -> None:
         choices=["baseline", "restricted"],
         default="baseline",
         help="restricted: review as for a namespace enforcing Pod Security restricted"
-        " (no init container, securityContext only)",
+        " (no init container, securityContext only); default baseline",
     )
     review.add_argument(
         "--exit-code",
@@ -159,7 +166,10 @@ def _certs_command(commands: Any) -> None:
     )
     certs_cmd.add_argument("--out-dir", default="certs", help="the directory (default certs/)")
     certs_cmd.add_argument(
-        "--days", type=int, default=365, help="serving certificate lifetime, at most 365"
+        "--days",
+        type=int,
+        default=365,
+        help="serving certificate lifetime in days; default 365, the most",
     )
     step = certs_cmd.add_mutually_exclusive_group()
     step.add_argument(
@@ -184,10 +194,13 @@ def _certs_command(commands: Any) -> None:
     certs_cmd.add_argument(
         "--ca-cert",
         metavar="FILE",
-        help="sign with this CA (an organisation's; PEM, with --ca-key)",
+        help="sign with this CA (an organisation's; PEM, with --ca-key);"
+        " default: the CA kept in --out-dir",
     )
     certs_cmd.add_argument(
-        "--ca-key", metavar="FILE", help="the key of --ca-cert (PEM, unencrypted; never copied)"
+        "--ca-key",
+        metavar="FILE",
+        help="the key of --ca-cert (PEM, unencrypted; never copied); default none",
     )
     certs_cmd.add_argument(
         "--print-ca-bundle",
@@ -206,11 +219,16 @@ def _manifests_command(commands: Any) -> None:
         " MutatingWebhookConfiguration, whose object selection is derived from the policy.",
     )
     manifests_cmd.add_argument("--policy", help="policy file (default: the built-in policy)")
-    manifests_cmd.add_argument("--namespace", default=PRODUCT, help="namespace to install into")
+    manifests_cmd.add_argument(
+        "--namespace", default=PRODUCT, help=f"namespace to install into; default {PRODUCT}"
+    )
     manifests_cmd.add_argument("--image", help="webhook image (default: the release image)")
     tls_source = manifests_cmd.add_mutually_exclusive_group()
     tls_source.add_argument(
-        "--ca-bundle", metavar="FILE", help="CA certificate (PEM) that signed the serving cert"
+        "--ca-bundle",
+        metavar="FILE",
+        help="CA certificate(s) (PEM) that signed the serving certificate; default none"
+        " (the caBundle is left out)",
     )
     tls_source.add_argument(
         "--cert-manager",
@@ -222,7 +240,9 @@ def _manifests_command(commands: Any) -> None:
 def _policy_command(commands: Any) -> None:
     """`policy check` and `policy default`."""
     policy_cmd = commands.add_parser("policy", help="work with policy files")
-    policy_sub = policy_cmd.add_subparsers(dest="policy_command", required=True)
+    policy_sub = policy_cmd.add_subparsers(
+        dest="policy_command", metavar="{check,default}", required=True
+    )
     check = policy_sub.add_parser(
         "check", help="validate a policy file; errors name the line and the field"
     )
@@ -246,11 +266,13 @@ def _audit_command(commands: Any) -> None:
         dest="files",
         action="append",
         required=True,
-        help="the output of `kubectl get pods -A -o json` (a file, or - for stdin)",
+        help="the output of `kubectl get pods -A -o json` (a file, or - for stdin); required",
     )
     audit.add_argument("--policy", help="policy file (default: the built-in policy)")
     audit.add_argument(
-        "--webhook-namespace", default=PRODUCT, help="the webhook's own namespace, never patched"
+        "--webhook-namespace",
+        default=PRODUCT,
+        help=f"the webhook's own namespace, never patched; default {PRODUCT}",
     )
 
 
@@ -304,7 +326,10 @@ def _audit(args: argparse.Namespace) -> int:
 
     loaded = files.load_policy(args.policy)
     documents = []
-    for source in sources.expand(args.files):
+    inputs, notes = sources.expand(args.files)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for source in inputs:
         for document in sources.read(source):
             if isinstance(document, sources.InputProblem):
                 raise UsageError(str(document))
@@ -385,7 +410,9 @@ def _policy(args: argparse.Namespace) -> int:
 def _review(args: argparse.Namespace) -> int:
     from webhook.review import documents, output, sources  # noqa: PLC0415 - keeps `serve` lean
 
-    inputs = sources.expand(args.files)
+    inputs, notes = sources.expand(args.files, recursive=args.recursive)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     loaded = files.load_policy(args.policy)
     options = documents.Options(
         policy=loaded,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,30 +51,54 @@ class InputProblem:
         )
 
 
-def expand(paths: list[str]) -> list[str]:
-    """The files to read for `-f` arguments: a directory means its manifests, sorted.
+def expand(paths: list[str], *, recursive: bool = False) -> tuple[list[str], list[str]]:
+    """The files to read for `-f` arguments, and notes on what was left out.
 
-    Raises `UsageError` for a path that does not exist or a directory with no
-    manifests.
+    A directory means its manifests, sorted; with `recursive`, those of its
+    subdirectories too, walked in order (as `kubectl -R`, without following
+    symlinked directories); without it, a directory that has subdirectories
+    gets one note saying they were not read. Raises `UsageError` for a path
+    that does not exist or a directory with no manifests.
     """
     selected: list[str] = []
+    notes: list[str] = []
     for raw in paths:
         if raw == "-":
             selected.append(raw)
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                str(p) for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES
-            )
+            found, skipped = _manifests_in(path, recursive=recursive)
             if not found:
-                raise UsageError(f"{raw}: no *.yaml, *.yml or *.json files in this directory")
+                where = "this directory" + (" or below it" if recursive else "")
+                raise UsageError(f"{raw}: no *.yaml, *.yml or *.json files in {where}")
+            if skipped:
+                notes.append(
+                    f"{raw}: {skipped} subdirector{'y' if skipped == 1 else 'ies'} not read"
+                    " (-R reads them)"
+                )
             selected.extend(found)
         elif path.exists() or path.is_symlink():  # a broken link or a loop: the reader says which
             selected.append(raw)
         else:
             raise UsageError(f"{raw}: no such file or directory")
-    return selected
+    return selected, notes
+
+
+def _manifests_in(directory: Path, *, recursive: bool) -> tuple[list[str], int]:
+    """The manifest files in `directory` (and below, if `recursive`), and how many
+    subdirectories were left unread."""
+    found: list[str] = []
+    for root, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        found += [
+            os.path.join(root, name)
+            for name in sorted(filenames)
+            if Path(name).suffix in MANIFEST_SUFFIXES and os.path.isfile(os.path.join(root, name))
+        ]
+        if not recursive:
+            return found, len(dirnames)
+    return found, 0
 
 
 def read(source: str) -> Iterator[Document | InputProblem]:

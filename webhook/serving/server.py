@@ -10,8 +10,10 @@ the webhook's own: TLS 1.2 at least, built from the configured files.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,7 +204,7 @@ def serve(settings: Settings) -> None:
     if settings.workers == 1:
         app, store = build_app(settings)  # a bad policy or certificate fails here, in one line
         config = WebhookConfig(app, settings=settings, store=store, **common)
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listening_socket(settings)])
         return
     # Fail fast in the supervisor; each worker builds its own app afterwards.
     startup_policy = None if settings.policy is None else files.read_policy_text(settings.policy)
@@ -220,5 +222,23 @@ def serve(settings: Settings) -> None:
         **common,
     )
     config.webhook_policy = startup_policy
-    sock = config.bind_socket()
-    Multiprocess(config, sockets=[sock]).run()
+    Multiprocess(config, sockets=[listening_socket(settings)]).run()
+
+
+def listening_socket(settings: Settings) -> socket.socket:
+    """The listening address bound before uvicorn starts, so that a port in use is one
+    line and exit 2 (uvicorn logs it among its start-up lines and exits 3)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise UsageError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason}"
+            " (--host/--port, VOLUME_INIT_HOST/VOLUME_INIT_PORT)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock

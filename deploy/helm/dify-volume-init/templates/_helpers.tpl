@@ -1,0 +1,87 @@
+{{/* The objects' name: the release name, or release-chart when it does not hold the chart name. */}}
+{{- define "dvi.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The labels the Service, the disruption budget and the spread select by (as `manifests`). */}}
+{{- define "dvi.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{- define "dvi.labels" -}}
+{{ include "dvi.selectorLabels" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "dvi.tlsSecret" -}}
+{{- if eq .Values.certificates.mode "existingSecret" -}}
+{{- required "certificates.existingSecret is required with mode existingSecret" .Values.certificates.existingSecret -}}
+{{- else -}}
+{{- include "dvi.fullname" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{- define "dvi.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every DNS name of the Service (webhook.certs.service_names). */}}
+{{- define "dvi.dnsNames" -}}
+{{- $name := include "dvi.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns) | toJson -}}
+{{- end -}}
+
+{{/* A LabelSelector with its empty parts left out, as JSON (the policy's selector
+     as `manifests` writes it: pydantic's exclude_defaults). */}}
+{{- define "dvi.selector" -}}
+{{- $out := dict -}}
+{{- if .matchLabels -}}{{- $_ := set $out "matchLabels" .matchLabels -}}{{- end -}}
+{{- if .matchExpressions -}}
+{{- $exprs := list -}}
+{{- range .matchExpressions -}}
+{{- $e := dict "key" .key "operator" .operator -}}
+{{- if .values -}}{{- $_ := set $e "values" .values -}}{{- end -}}
+{{- $exprs = append $exprs $e -}}
+{{- end -}}
+{{- $_ := set $out "matchExpressions" $exprs -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* The policy's selection (webhook.engine.policy.selection) as canonical JSON:
+     Go's json sorts keys and adds no spaces, as `json.dumps(sort_keys=True,
+     separators=(",", ":"))` does. */}}
+{{- define "dvi.selection" -}}
+{{- $spec := .Values.policy.spec -}}
+{{- $rules := list -}}
+{{- range $spec.rules -}}
+{{- $selectors := list -}}
+{{- range .podSelectors -}}
+{{- $selectors = append $selectors (include "dvi.selector" . | fromJson) -}}
+{{- end -}}
+{{- $rules = append $rules $selectors -}}
+{{- end -}}
+{{- $optIn := dict -}}
+{{- if $spec.namespaceSelector -}}{{- $optIn = include "dvi.selector" $spec.namespaceSelector | fromJson -}}{{- end -}}
+{{- $selection := dict "podSelectors" $rules "excludeNamespaces" ($spec.excludeNamespaces | default list) "namespaceSelector" (ternary $optIn nil (not (empty $optIn))) -}}
+{{- toJson $selection -}}
+{{- end -}}
+
+{{/* The selection's fingerprint (webhook.engine.policy.selection_fingerprint). */}}
+{{- define "dvi.selectionFingerprint" -}}
+{{- include "dvi.selection" . | sha256sum | trunc 16 -}}
+{{- end -}}
