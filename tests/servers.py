@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests import helpers
+
 SERVICE, NAMESPACE = "dify-volume-init", "dify-volume-init"
 SERVICE_DNS = f"{SERVICE}.{NAMESPACE}.svc"
 
@@ -95,3 +97,28 @@ def running(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def tls_args(directory: Path) -> list[str]:
+    """`serve`'s flags for the pair in `directory`."""
+    return ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
+
+
+def with_certificates(directory: Path) -> list[str]:
+    """A CA and serving certificate for the test Service written to `directory`
+    (`ca.crt` for clients); `serve`'s flags for them."""
+    from webhook import certs
+
+    certs.write_files(directory, certs.build(dns_names=certs.service_names(SERVICE, NAMESPACE)))
+    return tls_args(directory)
+
+
+def run_as_user(server: Server, pod: dict[str, object]) -> int:
+    """The `runAsUser` the server's patch gives the pod's first container."""
+    with server.client() as client:
+        answer = client.post(
+            "/mutate", json=helpers.review(pod), extensions={"sni_hostname": SERVICE_DNS}
+        ).json()
+    patch = helpers.decoded_patch(answer) or []
+    (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
+    return int(op["value"]["runAsUser"])

@@ -202,13 +202,9 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def tls_args(directory: Path) -> list[str]:
-    return ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
-
-
 @pytest.fixture(scope="module")
 def server(tls_dir: Path) -> Iterator[servers.Server]:
-    args = [*tls_args(tls_dir), "--log-level", "debug", "--log-format", "text"]
+    args = [*servers.tls_args(tls_dir), "--log-level", "debug", "--log-format", "text"]
     with servers.running(args, ca_file=tls_dir / "ca.crt", workdir=tls_dir) as running:
         yield running
 
@@ -400,7 +396,7 @@ def test_client_certificates_when_a_client_ca_is_set(tmp_path: Path, tls_dir: Pa
     other_cert, other_key = certs.issue(stranger, dns_names=["kube-apiserver"], client=True)
     (tmp_path / "other.crt").write_bytes(other_cert)
     (tmp_path / "other.key").write_bytes(other_key)
-    args = [*tls_args(tls_dir), "--client-ca", str(tmp_path / "client-ca.crt")]
+    args = [*servers.tls_args(tls_dir), "--client-ca", str(tmp_path / "client-ca.crt")]
     with servers.running(args, ca_file=tls_dir / "ca.crt", workdir=tmp_path) as server:
 
         def client(cert_name: str | None) -> httpx.Client:
@@ -435,12 +431,12 @@ def test_client_certificates_when_a_client_ca_is_set(tmp_path: Path, tls_dir: Pa
             "is a directory, not a certificate file",
         ),
         (
-            lambda d: [*tls_args(d), "--policy", str(d / "nope.yaml")],
+            lambda d: [*servers.tls_args(d), "--policy", str(d / "nope.yaml")],
             "nope.yaml: policy file not found",
         ),
-        (lambda d: [*tls_args(d), "--policy", str(d)], "is a directory"),
+        (lambda d: [*servers.tls_args(d), "--policy", str(d)], "is a directory"),
         (
-            lambda d: [*tls_args(d), "--client-ca", str(d / "none.crt")],
+            lambda d: [*servers.tls_args(d), "--client-ca", str(d / "none.crt")],
             "none.crt: client CA file not found",
         ),
     ],
@@ -476,7 +472,7 @@ def test_bad_files_at_start_fail_fast_with_one_line(
 def test_sigterm_drains_without_failing_a_request(tls_dir: Path, tmp_path: Path) -> None:
     """Readiness turns false first, in-flight and new requests during the drain
     succeed, then the process exits well within the grace period."""
-    args = [*tls_args(tls_dir), "--shutdown-delay", "1.5"]
+    args = [*servers.tls_args(tls_dir), "--shutdown-delay", "1.5"]
     with servers.running(args, ca_file=tls_dir / "ca.crt", workdir=tmp_path) as server:
         results: list[str] = []
         not_ready_at: list[float] = []

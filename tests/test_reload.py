@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,35 @@ def serial_of(response: httpx.Response) -> int:
     return int(x509.load_der_x509_certificate(der).serial_number)
 
 
+def admit(client: httpx.Client) -> tuple[int, str | None]:
+    """One admission on a new connection: the serial of the certificate it was served,
+    and what went wrong with the answer (None when it was a 200 that allowed the pod)."""
+    with client.stream(
+        "POST",
+        "/mutate",
+        json=helpers.review(POD),
+        extensions={"sni_hostname": servers.SERVICE_DNS},
+    ) as response:
+        serial = serial_of(response)  # while the connection is open
+        response.read()
+    ok = response.status_code == 200 and response.json()["response"]["allowed"]
+    return serial, None if ok else f"HTTP {response.status_code}"
+
+
+@contextmanager
+def under_load(load: Callable[[], None], stop: threading.Event) -> Iterator[None]:
+    """Six threads running `load` until the block ends (then `stop` is set)."""
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
 def wait_for(condition: Callable[[], bool], *, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -78,11 +108,7 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
         return int(x509.load_pem_x509_certificate(cert).serial_number)
 
     serials = [rotate()]
-    args = [
-        "--tls-cert", str(tls_dir / "tls.crt"),
-        "--tls-key", str(tls_dir / "tls.key"),
-        "--reload-interval", "0.2",
-    ]  # fmt: skip
+    args = [*servers.tls_args(tls_dir), "--reload-interval", "0.2"]
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
         stop = threading.Event()
         failures: list[str] = []
@@ -96,15 +122,7 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
             with server.client(limits=limits) as client:
                 while not stop.is_set():
                     try:
-                        with client.stream(
-                            "POST",
-                            "/mutate",
-                            json=helpers.review(POD),
-                            extensions={"sni_hostname": servers.SERVICE_DNS},
-                        ) as response:
-                            serial = serial_of(response)  # while the connection is open
-                            response.read()
-                        ok = response.status_code == 200 and response.json()["response"]["allowed"]
+                        serial, problem = admit(client)
                     except Exception as exc:  # every failure counts
                         with lock:
                             failures.append(repr(exc))
@@ -112,22 +130,15 @@ def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> Non
                     with lock:
                         counts[0] += 1
                         seen.add(serial)
-                        if not ok:
-                            failures.append(f"HTTP {response.status_code}")
+                        if problem:
+                            failures.append(problem)
 
-        threads = [threading.Thread(target=load) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        try:
+        with under_load(load, stop):
             for _ in range(3):
                 time.sleep(0.5)
                 serials.append(rotate())
                 wait_for(lambda: serials[-1] in seen or bool(failures))
             time.sleep(0.3)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
         assert failures == [], failures[:5]
         assert set(serials) <= seen, "clients must see every new certificate"
         assert counts[0] > 50
@@ -174,11 +185,7 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
     (tmp_path / "first-ca.crt").write_bytes(first_ca)
     serials = [publish()]
     trusted = [first_ca]  # the caBundles kube-apiserver may hold now
-    args = [
-        "--tls-cert", str(tls_dir / "tls.crt"),
-        "--tls-key", str(tls_dir / "tls.key"),
-        "--reload-interval", "0.2",
-    ]  # fmt: skip
+    args = [*servers.tls_args(tls_dir), "--reload-interval", "0.2"]
     with servers.running(args, ca_file=tmp_path / "first-ca.crt", workdir=tmp_path) as server:
         stop = threading.Event()
         lock = threading.Lock()
@@ -201,15 +208,7 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
                         limits=httpx.Limits(max_keepalive_connections=0),
                     )
                 try:
-                    with clients[bundle].stream(
-                        "POST",
-                        "/mutate",
-                        json=helpers.review(POD),
-                        extensions={"sni_hostname": servers.SERVICE_DNS},
-                    ) as response:
-                        serial = serial_of(response)
-                        response.read()
-                    ok = response.status_code == 200 and response.json()["response"]["allowed"]
+                    serial, problem = admit(clients[bundle])
                 except Exception as exc:  # every failure counts
                     with lock:
                         failures.append(repr(exc))
@@ -217,8 +216,8 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
                 with lock:
                     seen.add(serial)
                     answered[bundle] = answered.get(bundle, 0) + 1
-                    if not ok:
-                        failures.append(f"HTTP {response.status_code}")
+                    if problem:
+                        failures.append(problem)
             for client in clients.values():
                 client.close()
 
@@ -234,10 +233,7 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
             with lock:
                 trusted[:] = [bundle]
 
-        threads = [threading.Thread(target=load) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        try:
+        with under_load(load, stop):
             time.sleep(0.3)
             certs_command()  # a re-run renews from the same CA
             assert (out / "ca.crt").read_bytes() == first_ca
@@ -257,10 +253,6 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
             certs_command("--renew")
             served(publish())
             time.sleep(0.3)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
         assert failures == [], failures[:5]
         assert set(serials) <= seen, "clients must see every new certificate"
         assert set(answered) == {first_ca, both, new_ca}, "each caBundle was exercised"
@@ -271,29 +263,15 @@ def test_renewal_and_every_ca_rotation_step_fail_no_request(tmp_path: Path) -> N
 
 def test_policy_edits_apply_and_bad_ones_are_refused(tmp_path: Path) -> None:
     """Guards policy hot reload: edits apply, invalid ones are refused, the last good stays."""
-    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
-    certs.write_files(tmp_path, bundle)
+    tls = servers.with_certificates(tmp_path)
     config = tmp_path / "policy"
     text = policy.default_policy_text()
     project(config, {"policy.yaml": text.encode()})
-    args = [
-        "--tls-cert", str(tmp_path / "tls.crt"),
-        "--tls-key", str(tmp_path / "tls.key"),
-        "--policy", str(config / "policy.yaml"),
-        "--reload-interval", "0.2",
-    ]  # fmt: skip
+    args = [*tls, "--policy", str(config / "policy.yaml"), "--reload-interval", "0.2"]
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
 
         def run_as_user() -> int:
-            with server.client() as client:
-                answer = client.post(
-                    "/mutate",
-                    json=helpers.review(POD),
-                    extensions={"sni_hostname": servers.SERVICE_DNS},
-                ).json()
-            patch = helpers.decoded_patch(answer) or []
-            (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
-            return int(op["value"]["runAsUser"])
+            return servers.run_as_user(server, POD)
 
         assert run_as_user() == 1001
         project(config, {"policy.yaml": text.replace("user: 1001", "user: 2000").encode()})
@@ -385,7 +363,7 @@ def test_a_server_started_on_a_certificate_near_its_end_says_so(tmp_path: Path) 
     cert, key = certs.issue(authority, dns_names=names, days=20)
     (tmp_path / "tls.crt").write_bytes(cert)
     (tmp_path / "tls.key").write_bytes(key)
-    args = ["--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key")]
+    args = servers.tls_args(tmp_path)
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
         lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     (warning,) = [line for line in lines if "serving certificate expires" in line["msg"]]

@@ -265,12 +265,7 @@ def test_after_hostile_and_missing_files_a_good_policy_and_a_rotated_certificate
     rotate()
     project(config, {"policy.yaml": DEFAULT.encode()})
     policy_file = config / "policy.yaml"
-    args = [
-        "--tls-cert", str(tls_dir / "tls.crt"),
-        "--tls-key", str(tls_dir / "tls.key"),
-        "--policy", str(policy_file),
-        "--reload-interval", "0.1",
-    ]  # fmt: skip
+    args = [*servers.tls_args(tls_dir), "--policy", str(policy_file), "--reload-interval", "0.1"]
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
 
         def get(path: str) -> httpx.Response:
@@ -301,15 +296,7 @@ def test_after_hostile_and_missing_files_a_good_policy_and_a_rotated_certificate
         serial = rotate()
 
         def patched_user() -> int:
-            with server.client() as client:
-                answer = client.post(
-                    "/mutate",
-                    json=helpers.review(POD),
-                    extensions={"sni_hostname": servers.SERVICE_DNS},
-                ).json()
-            patch = helpers.decoded_patch(answer) or []
-            (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
-            return int(op["value"]["runAsUser"])
+            return servers.run_as_user(server, POD)
 
         def served_serial() -> int:
             with (
@@ -566,33 +553,18 @@ def worker_pids(supervisor: int) -> list[int]:
     return found
 
 
-def patched_user_of(server: servers.Server) -> int:
-    with server.client() as client:
-        answer = client.post(
-            "/mutate", json=helpers.review(POD), extensions={"sni_hostname": servers.SERVICE_DNS}
-        ).json()
-    patch = helpers.decoded_patch(answer) or []
-    (op,) = [o for o in patch if o["path"] == "/spec/containers/0/securityContext"]
-    return int(op["value"]["runAsUser"])
-
-
 def test_a_respawned_worker_starts_from_the_policy_validated_at_start(tmp_path: Path) -> None:
     """Guards part 5 with --workers: the policy file goes bad, a worker dies and is
     respawned; it logs one warning and serves the policy validated at start. Before:
     the new worker died on the bad file with a traceback, and the supervisor respawned
     it into the same death."""
-    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
-    certs.write_files(tmp_path, bundle)
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(DEFAULT.replace("user: 1001", "user: 2000"))
-    args = [
-        "--tls-cert", str(tmp_path / "tls.crt"),
-        "--tls-key", str(tmp_path / "tls.key"),
-        "--policy", str(policy_file),
-        "--workers", "2",
-    ]  # fmt: skip
+    args = [*servers.with_certificates(tmp_path), "--policy", str(policy_file), "--workers", "2"]
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
-        wait_for(lambda: len(worker_pids(server.process.pid)) == 2)
+        # Both workers have built their app (read the policy) before it goes bad.
+        wait_for(lambda: server.log().count("Application startup complete") == 2)
+        assert len(worker_pids(server.process.pid)) == 2
         policy_file.write_text("apiVersion: [not a policy")
         victim = worker_pids(server.process.pid)[0]
         os.kill(victim, 9)
@@ -605,7 +577,7 @@ def test_a_respawned_worker_starts_from_the_policy_validated_at_start(tmp_path: 
         )
         wait_for(lambda: "starts from the policy validated" in server.log(), timeout=30)
         for _ in range(20):  # both workers, whichever takes the connection
-            assert patched_user_of(server) == 2000
+            assert servers.run_as_user(server, POD) == 2000
         time.sleep(1)
         log = server.log()
         assert log.count("starts from the policy validated") == 1, log[-3000:]
@@ -616,21 +588,15 @@ def test_sighup_reloads_now_and_never_kills_the_server(tmp_path: Path) -> None:
     """Guards part 5's SIGHUP: it re-reads the policy at once (the poll here is a
     minute) and the server keeps serving. Before: Python's default for SIGHUP ended
     the process on the spot, with no drain."""
-    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
-    certs.write_files(tmp_path, bundle)
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(DEFAULT)
-    args = [
-        "--tls-cert", str(tmp_path / "tls.crt"),
-        "--tls-key", str(tmp_path / "tls.key"),
-        "--policy", str(policy_file),
-        "--reload-interval", "60",
-    ]  # fmt: skip
+    tls = servers.with_certificates(tmp_path)
+    args = [*tls, "--policy", str(policy_file), "--reload-interval", "60"]
     with servers.running(args, ca_file=tmp_path / "ca.crt", workdir=tmp_path) as server:
-        assert patched_user_of(server) == 1001
+        assert servers.run_as_user(server, POD) == 1001
         policy_file.write_text(DEFAULT.replace("user: 1001", "user: 3000"))
         server.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: patched_user_of(server) == 3000, timeout=10)
+        wait_for(lambda: servers.run_as_user(server, POD) == 3000, timeout=10)
         assert server.process.poll() is None
         assert "SIGHUP: re-reading the policy and the certificate now" in server.log()
 

@@ -142,19 +142,18 @@ def _first_set(request: Request, *, remove: tuple[str, ...] = ()) -> Outcome:
     d = request.directory
     names = _names(request)
     authority = request.given or certs.new_authority(certs.authority_name(names))
-    files = {CA_CERT: (request.given_pem or authority.cert_pem, certs.PUBLIC)}
-    if request.given is None:
-        files[CA_KEY] = (authority.key_pem, certs.PRIVATE)
-    else:
-        remove = (*remove, CA_KEY)  # an organisation's key is never copied here
+    files, remove = _ca_files(
+        request.given_pem or authority.cert_pem,
+        None if request.given else authority.key_pem,
+        remove,
+    )
     cert, key = certs.issue(
         authority, dns_names=names, ip_addresses=request.ip_addresses, days=request.days
     )
     files[TLS_CERT] = (cert, certs.PUBLIC)
     files[TLS_KEY] = (key, certs.PRIVATE)
     certs.make_directory(d)
-    gone = [d / name for name in remove if (d / name).exists()]
-    written = certs.replace_files(d, files, remove=remove)
+    written, gone = _replace(d, files, remove)
     lines = [
         f"made {d / TLS_CERT}, {_until(written)}, signed by the CA in {d / CA_CERT}",
         f"next: {_apply_bundle(d / CA_CERT)}; then {_update_secret(d)}",
@@ -227,19 +226,34 @@ def _switch(request: Request, following: _CA) -> Outcome:
 
 def _finish(request: Request, following: _CA) -> Outcome:
     d = request.directory
-    files = {CA_CERT: (following.cert_path.read_bytes(), certs.PUBLIC)}
-    remove: tuple[str, ...] = (NEXT_CERT, NEXT_KEY, BUNDLE)
-    if following.key_path.exists():
-        files[CA_KEY] = (following.key_path.read_bytes(), certs.PRIVATE)
-    else:
-        remove = (*remove, CA_KEY)  # the new CA is an organisation's: no key kept here
-    gone = [d / name for name in remove if (d / name).exists()]
-    written = certs.replace_files(d, files, remove=remove)
+    key = following.key_path.read_bytes() if following.key_path.exists() else None
+    files, remove = _ca_files(following.cert_path.read_bytes(), key, (NEXT_CERT, NEXT_KEY, BUNDLE))
+    written, gone = _replace(d, files, remove)
     lines = [
         f"rotation step 3 of 3: the old CA is dropped; {d / CA_CERT} is the new CA",
         f"next: {_apply_bundle(d / CA_CERT)}",
     ]
     return Outcome(written, gone, d / CA_CERT, lines)
+
+
+def _ca_files(
+    cert_pem: bytes, key_pem: bytes | None, remove: tuple[str, ...]
+) -> tuple[dict[str, tuple[bytes, int]], tuple[str, ...]]:
+    """`ca.crt`, with `ca.key` when the key is ours to keep; an organisation's key is
+    never copied here, so a `ca.key` left from before is removed instead."""
+    files = {CA_CERT: (cert_pem, certs.PUBLIC)}
+    if key_pem is None:
+        return files, (*remove, CA_KEY)
+    files[CA_KEY] = (key_pem, certs.PRIVATE)
+    return files, remove
+
+
+def _replace(
+    d: Path, files: dict[str, tuple[bytes, int]], remove: tuple[str, ...]
+) -> tuple[list[Path], list[Path]]:
+    """Write the set and remove the rest; what was written and what was removed."""
+    gone = [d / name for name in remove if name not in files and (d / name).exists()]
+    return certs.replace_files(d, files, remove=remove), gone
 
 
 def _next_step(d: Path, following: _CA) -> str:
