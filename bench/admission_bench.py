@@ -1,24 +1,29 @@
-"""Admission latency, throughput and server CPU per admission, against a baseline.
+"""Admission latency, throughput and server CPU per admission, against a baseline and a peer.
 
-Run from the repository root (by hand; needs `wrk`, `apt-get install wrk`):
+Run from the repository root (by hand; needs `wrk` (`apt-get install wrk`)
+and, for the peer, kopf (`.venv/bin/pip install kopf`)):
 
-    .venv/bin/python bench/admission_bench.py [--seconds 10]
+    .venv/bin/python bench/admission_bench.py [--seconds 5] [--rounds 3]
 
-Starts `dify-volume-init serve` with its production settings over TLS (one
-worker, JSON logs to a pipe that is drained) and, with the same uvicorn
-settings and certificate, the baseline of `bench/baseline_app.py`. `wrk`, a
-separate process, drives each over keep-alive connections (as kube-apiserver
-does) at concurrency 1, 16 and 64 with two realistic Dify pods: a ~10 KB
-dify-helm api pod (about 70 env vars) and a ~100 KB pod with managedFields.
-Server CPU time per admission comes from /proc/PID/stat of the server
-process. It also measures start-up (process start to a 200 from /readyz) and
-idle RSS. Figures are medians of one run each; the machine is shared, so
-compare the ratios.
+Starts, with the same certificate: `dify-volume-init serve` with its
+production settings over TLS (JSON logs to a pipe that is drained); the
+baseline of `bench/baseline_app.py` under uvicorn with the same settings
+(the least a correct webhook can do); and kopf's `WebhookServer`
+(`bench/kopf_app.py`) with the baseline's handler. `wrk`, a separate
+process, drives each over keep-alive connections (as kube-apiserver does)
+at concurrency 1, 16 and 64 with two realistic Dify pods: a ~10 KB dify-helm
+api pod (about 70 env vars) and a ~100 KB pod with managedFields. Server CPU
+time per admission comes from /proc/PID/stat of the server process (and its
+workers). Each round starts every server in turn, so rounds interleave; the
+table gives the median of the rounds. It also measures start-up (process
+start to a 200 from /readyz) and idle RSS. The machine is shared, so compare
+the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -172,7 +177,7 @@ def serving(
             try:
                 with httpx.Client(verify=context) as client:
                     status = client.get(url, extensions={"sni_hostname": servers.SERVICE_DNS})
-                if status.status_code in (200, 404):  # the baseline has no /readyz
+                if status.status_code < 500:  # the baseline and kopf have no /readyz
                     break
             except httpx.TransportError:
                 time.sleep(0.005)
@@ -229,14 +234,15 @@ def wrk(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument(
         "--workers",
         type=int,
         nargs="+",
-        default=[1, 2],
-        help="webhook --workers values to measure (the baseline runs one process)",
+        default=[1],
+        help="webhook --workers values to measure (the baseline and kopf run one process)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,43 +286,53 @@ def run(work: Path, args: argparse.Namespace) -> None:
         f" idle RSS {statistics.median(rss):.1f} MiB"
     )
 
-    commands: dict[str, Callable[[int], list[str]]] = {"baseline": baseline}
+    def kopf(port: int) -> list[str]:
+        return [sys.executable, str(ROOT / "bench" / "kopf_app.py"), str(port), cert, key]
+
+    commands: dict[str, Callable[[int], list[str]]] = {"bare uvicorn": baseline}
+    if importlib.util.find_spec("kopf") is not None:
+        commands["kopf"] = kopf
+    else:
+        print("kopf is not installed (.venv/bin/pip install kopf): its rows are left out")
     for workers in args.workers:
-        name = "webhook" if workers == 1 else f"webhook-w{workers}"
+        name = "dify-volume-init" if workers == 1 else f"dify-volume-init w{workers}"
         commands[name] = lambda port, w=workers: ours(port, w)
-    index: dict[tuple[str, str, int], dict[str, float]] = {}
-    for name, command in commands.items():
-        port = servers.free_port()
-        with serving(command(port), port, work / "ca.crt") as (process, _):
-            for label, body in bodies.items():
-                wrk(port, body, script, 4, 2)  # warm-up
-                for connections in args.concurrency:
-                    before = cpu_seconds(process.pid)
-                    result = wrk(port, body, script, connections, args.seconds)
-                    used = cpu_seconds(process.pid) - before
-                    result["cpu_us"] = used / result["requests"] * 1e6
-                    index[(name, label, connections)] = result
+    rounds: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        for name, command in commands.items():
+            port = servers.free_port()
+            with serving(command(port), port, work / "ca.crt") as (process, _ready):
+                for label, body in bodies.items():
+                    wrk(port, body, script, 4, 2)  # warm-up
+                    for connections in args.concurrency:
+                        before = cpu_seconds(process.pid)
+                        result = wrk(port, body, script, connections, args.seconds)
+                        used = cpu_seconds(process.pid) - before
+                        result["cpu_us"] = used / result["requests"] * 1e6
+                        rounds.setdefault((name, label, connections), []).append(result)
+    index = {
+        key: {field: statistics.median([r[field] for r in results]) for field in results[0]}
+        for key, results in rounds.items()
+    }
     print()
-    print("server       pod    conc   p50 ms   p90 ms   p99 ms    req/s  CPU us/req  non-2xx")
-    for (name, label, connections), r in index.items():
-        print(
-            f"{name:12} {label:6} {connections:>4} {r['p50']:>8.2f} {r['p90']:>8.2f}"
-            f" {r['p99']:>8.2f} {r['rps']:>8.0f} {r['cpu_us']:>11.0f} {r['errors']:>8.0f}"
-        )
-    print()
+    print(f"medians of {args.rounds} interleaved rounds, {args.seconds:g} s each")
+    print("server             pod    conc  CPU us/adm  vs bare   p50 ms   p99 ms  p99 vs bare"
+          "   adm/s  non-2xx")  # fmt: skip
     for label in bodies:
         for connections in args.concurrency:
-            mine = index[("webhook", label, connections)]
-            base = index[("baseline", label, connections)]
-            print(
-                f"{label:6} c={connections:<3} webhook/baseline: CPU per admission"
-                f" {mine['cpu_us'] / base['cpu_us']:.2f}x, p99 {mine['p99'] / base['p99']:.2f}x,"
-                f" throughput {mine['rps'] / base['rps']:.2f}x"
-            )
+            bare = index[("bare uvicorn", label, connections)]
+            for name in commands:
+                r = index[(name, label, connections)]
+                print(
+                    f"{name:18} {label:6} {connections:>4} {r['cpu_us']:>11.0f}"
+                    f" {r['cpu_us'] / bare['cpu_us']:>8.2f}x {r['p50']:>8.2f} {r['p99']:>8.2f}"
+                    f" {r['p99'] / bare['p99']:>11.2f}x {r['rps']:>7.0f} {r['errors']:>8.0f}"
+                )
+    print()
     for connections in args.concurrency:
-        large = index[("webhook", "100KB", connections)]["cpu_us"]
-        small = index[("webhook", "10KB", connections)]["cpu_us"]
-        print(f"c={connections}: webhook CPU, 100KB pod / 10KB pod = {large / small:.2f}x")
+        large = index[("dify-volume-init", "100KB", connections)]["cpu_us"]
+        small = index[("dify-volume-init", "10KB", connections)]["cpu_us"]
+        print(f"c={connections}: dify-volume-init CPU, 100KB pod / 10KB pod = {large / small:.2f}x")
 
 
 if __name__ == "__main__":
