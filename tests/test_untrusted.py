@@ -698,3 +698,37 @@ def test_review_refuses_what_mutate_refuses(client: TestClient, tmp_path: Path, 
     path = tmp_path / "review.json"
     path.write_bytes(body)
     one_line(cli("review", "-f", str(path)), str(path))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "not-pem"])
+def test_certs_reads_its_own_directory_through_the_guarded_reader(
+    tmp_path: Path, kind: str
+) -> None:
+    """Guards `certs` on a directory someone else touched: a serving certificate that is
+    a FIFO or not PEM is one line and exit 2. Before: the FIFO blocked `certs --renew`
+    forever and the junk file was a message about an unexpected value."""
+    out = tmp_path / "certs"
+    assert cli("certs", "--out-dir", str(out)).returncode == 0
+    tls = out / "tls.crt"
+    tls.unlink()
+    if kind == "fifo":
+        os.mkfifo(tls)
+        one_line(cli("certs", "--renew", "--out-dir", str(out)), f"{tls}: is a named pipe")
+    else:
+        tls.write_text("junk")
+        one_line(cli("certs", "--out-dir", str(out)), f"{tls}: not a PEM certificate")
+
+
+def test_policy_check_of_standard_input_is_read_like_a_file() -> None:
+    """Guards `policy check -`: standard input goes through the same reader as a file,
+    so non-UTF-8 bytes are `<stdin>:line: not UTF-8 text (byte N)`. Before: stdin was
+    read as text whole, and the decoding error fell through to the last resort."""
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "policy", "check", "-"],
+        input=b"apiVersion: \xff\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == b"dify-volume-init: <stdin>:1: not UTF-8 text (byte 12)\n"

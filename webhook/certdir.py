@@ -22,6 +22,7 @@ previous one was done, and writes its files as one set (`replace_files`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class _CA:
     cert_path: Path
     key_path: Path
 
-    @property
+    @functools.cached_property
     def cert(self) -> x509.Certificate:
         return certs.read_certificates(self.cert_path)[0]
 
@@ -84,6 +85,12 @@ class _CA:
                 " --ca-cert/--ca-key, or move to a new CA with `certs --rotate-ca start`"
             )
         return certs.load_authority(self.cert_path, self.key_path)
+
+
+def _serving(d: Path) -> bytes | None:
+    """The serving certificate in `d` (PEM, checked), or None when there is none."""
+    tls = d / TLS_CERT
+    return certs.read_certificate(tls) if tls.exists() else None
 
 
 def _ca(directory: Path, cert_name: str, key_name: str) -> _CA | None:
@@ -196,7 +203,7 @@ def _start(request: Request, current: _CA) -> Outcome:
         raise CertificateError(f"{current.cert_path}: --ca-cert is already the CA in force")
     authority = request.given or certs.new_authority(certs.authority_name(_names(request)))
     new_pem = request.given_pem or authority.cert_pem
-    old_pem = current.cert_path.read_bytes()
+    old_pem = certs.read_certificate(current.cert_path)
     files = {
         NEXT_CERT: (new_pem, certs.PUBLIC),
         BUNDLE: (old_pem.rstrip(b"\n") + b"\n" + new_pem, certs.PUBLIC),
@@ -226,8 +233,10 @@ def _switch(request: Request, following: _CA) -> Outcome:
 
 def _finish(request: Request, following: _CA) -> Outcome:
     d = request.directory
-    key = following.key_path.read_bytes() if following.key_path.exists() else None
-    files, remove = _ca_files(following.cert_path.read_bytes(), key, (NEXT_CERT, NEXT_KEY, BUNDLE))
+    key = certs.read_pem(following.key_path, "CA key") if following.key_path.exists() else None
+    files, remove = _ca_files(
+        certs.read_certificate(following.cert_path), key, (NEXT_CERT, NEXT_KEY, BUNDLE)
+    )
     written, gone = _replace(d, files, remove)
     lines = [
         f"rotation step 3 of 3: the old CA is dropped; {d / CA_CERT} is the new CA",
@@ -257,23 +266,22 @@ def _replace(
 
 
 def _next_step(d: Path, following: _CA) -> str:
-    tls = d / TLS_CERT
-    if tls.exists() and certs.issued_by(tls.read_bytes(), following.cert):
+    serving = _serving(d)
+    if serving is not None and certs.issued_by(serving, following.cert):
         return "finish"
     return "switch"
 
 
 def _signer_of_serving(d: Path, cas: list[_CA]) -> _CA | None:
-    tls = d / TLS_CERT
-    if not tls.exists():
+    serving = _serving(d)
+    if serving is None:
         return None
-    data = tls.read_bytes()
     for ca in cas:
-        if certs.issued_by(data, ca.cert):
+        if certs.issued_by(serving, ca.cert):
             return ca
     raise CertificateError(
-        f"{tls}: not signed by the CA in {cas[0].cert_path}: renewing it from that CA would"
-        " change what the apiserver must trust; --force starts over with a new CA"
+        f"{d / TLS_CERT}: not signed by the CA in {cas[0].cert_path}: renewing it from that"
+        " CA would change what the apiserver must trust; --force starts over with a new CA"
     )
 
 
@@ -288,30 +296,28 @@ def _write_serving(request: Request, authority: certs.Authority) -> list[Path]:
 def _names(request: Request) -> list[str]:
     if request.dns_names:
         return request.dns_names
-    tls = request.directory / TLS_CERT
-    if tls.exists():
-        names = certs.certificate_names(tls.read_bytes())[0]
-        if names:
-            return names
-    return certs.service_names(PRODUCT, PRODUCT)
+    serving = _serving(request.directory)
+    names = certs.certificate_names(serving)[0] if serving is not None else []
+    return names or certs.service_names(PRODUCT, PRODUCT)
 
 
 def _ips(request: Request) -> list[str]:
-    tls = request.directory / TLS_CERT
-    if request.dns_names is None and not request.ip_addresses and tls.exists():
-        return certs.certificate_names(tls.read_bytes())[1]
+    if request.dns_names is None and not request.ip_addresses:
+        serving = _serving(request.directory)
+        if serving is not None:
+            return certs.certificate_names(serving)[1]
     return request.ip_addresses
 
 
 def _until(written: list[Path]) -> str:
     (tls,) = [p for p in written if p.name == TLS_CERT]
-    expires: dt.datetime = certs.expiry(tls.read_bytes())
+    expires: dt.datetime = certs.expiry(certs.read_certificate(tls))
     return f"valid until {expires:%Y-%m-%d}"
 
 
 def _namespace(d: Path) -> str:
-    tls = d / TLS_CERT
-    names = certs.certificate_names(tls.read_bytes())[0] if tls.exists() else []
+    serving = _serving(d)
+    names = certs.certificate_names(serving)[0] if serving is not None else []
     for name in names:
         parts = name.split(".")
         if len(parts) == 3 and parts[2] == "svc":

@@ -101,7 +101,7 @@ def load_authority(cert_path: Path, key_path: Path, *, now: dt.datetime | None =
     (basicConstraints, keyUsage) or is not valid now.
     """
     cert = read_certificates(cert_path)[0]
-    key_data = _read(key_path, "CA key")
+    key_data = read_pem(key_path, "CA key")
     try:
         key = serialization.load_pem_private_key(key_data, password=None)
     except TypeError:
@@ -367,14 +367,14 @@ def expiry(cert_pem: bytes) -> dt.datetime:
 def read_certificate(path: Path) -> bytes:
     """The bytes of a PEM file of one or more certificates (a CA bundle during a
     rotation holds two), or a one-line `CertificateError`."""
-    data = _read(path, "certificate")
+    data = read_pem(path, "certificate")
     _certificates(data, path)
     return data
 
 
 def read_certificates(path: Path) -> list[x509.Certificate]:
     """The certificates of a PEM file, first to last, or a one-line `CertificateError`."""
-    return _certificates(_read(path, "certificate"), path)
+    return _certificates(read_pem(path, "certificate"), path)
 
 
 def _certificates(data: bytes, path: Path) -> list[x509.Certificate]:
@@ -384,5 +384,6 @@ def _certificates(data: bytes, path: Path) -> list[x509.Certificate]:
         raise CertificateError(f"{path}: not a PEM certificate") from None
 
 
-def _read(path: Path, what: str) -> bytes:
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a PEM file (`what` names it in errors), through the guarded reader."""
     return files.read_regular(path, limit=limits.MAX_PEM_BYTES, what=f"{what} file")

@@ -74,6 +74,19 @@ def _serve_command(commands: Any) -> None:
     _settings_flags(serve)
 
 
+def _files_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`-f/--filename FILE`, repeatable and required, as kubectl spells it."""
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help=f"{what}; required",
+    )
+
+
 def _review_command(commands: Any) -> None:
     """`review`: the dry run over manifests."""
     review = commands.add_parser(
@@ -83,15 +96,9 @@ def _review_command(commands: Any) -> None:
         " templates), AdmissionReviews and Lists, and show the result. Explanations, warnings"
         " and errors go to stderr, so -o yaml can be piped to kubectl apply -f -.",
     )
-    review.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="a manifest file, a directory (its *.yaml, *.yml, *.json) or - for stdin;"
-        " repeatable; required",
+    _files_flag(
+        review,
+        "a manifest file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable",
     )
     review.add_argument(
         "-R",
@@ -260,14 +267,7 @@ def _audit_command(commands: Any) -> None:
         " status annotation, with its owning workload, then the command per workload that"
         " replaces them with patched pods. Exit 1 when any, 0 when none, 2 on bad input.",
     )
-    audit.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        help="the output of `kubectl get pods -A -o json` (a file, or - for stdin); required",
-    )
+    _files_flag(audit, "the output of `kubectl get pods -A -o json` (a file, or - for stdin)")
     audit.add_argument("--policy", help="policy file (default: the built-in policy)")
     audit.add_argument(
         "--webhook-namespace",
@@ -382,12 +382,8 @@ def _policy(args: argparse.Namespace) -> int:
     if args.policy_command == "default":
         sys.stdout.write(policy.default_policy_text())
         return EXIT_OK
-    source = args.file
-    if source == "-":
-        text = sys.stdin.read()
-        source = "<stdin>"
-    else:
-        text = files.read_policy_text(Path(source))
+    text = files.read_policy_text(args.file)
+    source = files.STDIN if args.file == "-" else args.file
     errors = policy.policy_errors(text, source=source)
     for line in errors:
         print(line, file=sys.stderr)
@@ -504,7 +500,8 @@ def _certs(args: argparse.Namespace) -> int:
     for line in outcome.lines:
         print(line, file=sys.stderr)
     if args.print_ca_bundle:
-        print(base64.b64encode(outcome.ca_bundle.read_bytes()).decode("ascii"))
+        bundle = certs.read_certificate(outcome.ca_bundle)
+        print(base64.b64encode(bundle).decode("ascii"))
     return EXIT_OK
 
 

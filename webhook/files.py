@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,8 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
 )
 _CHUNK = 1024 * 1024
+STDIN = "<stdin>"
+"""How standard input is named in messages."""
 
 
 def read_regular(path: str | Path, *, limit: int, what: str) -> bytes:
@@ -106,9 +109,12 @@ def load_policy(path: str | Path | None) -> policy.Policy:
 
 
 def read_policy_text(path: str | Path) -> str:
-    """The text of a policy file; unreadable files raise a one-line `InputError`."""
-    raw = read_regular(path, limit=limits.MAX_POLICY_BYTES, what="policy file")
-    return decode_text(raw, str(path))
+    """The text of a policy file (`-`: standard input); unreadable input raises a
+    one-line `InputError`."""
+    limit, what = limits.MAX_POLICY_BYTES, "policy file"
+    if str(path) == "-":
+        return decode_text(read_stream(sys.stdin.buffer, name=STDIN, limit=limit, what=what), STDIN)
+    return decode_text(read_regular(path, limit=limit, what=what), str(path))
 
 
 def decode_text(raw: bytes, source: str) -> str:

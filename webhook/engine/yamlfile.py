@@ -167,9 +167,10 @@ class _Walk:
         self.alias_depth += alias
         if self.alias_depth:
             self.aliased += len(node.value)
-            if self.aliased > max(limits.MAX_ALIAS_VALUES, self.written):
+            budget = max(limits.MAX_ALIAS_VALUES, self.written)
+            if self.aliased > budget:
                 raise YAMLFileError(
-                    f"aliases expand to more than {max(limits.MAX_ALIAS_VALUES, self.written):,}"
+                    f"aliases expand to more than {budget:,}"
                     " values beyond those written out (an alias bomb?)",
                     node.start_mark.line + 1,
                 )
@@ -211,6 +212,7 @@ _BINARY_TAG = "tag:yaml.org,2002:binary"
 _TEXT_TAGS = frozenset({_STR_TAG, _TIMESTAMP_TAG})
 INT64 = (-(2**63), 2**64 - 1)
 """The integers a Kubernetes object can hold (int64, and uint64 for a few fields)."""
+PAST_INT64 = "an integer past 64 bits: no Kubernetes field holds one"
 
 
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
@@ -233,9 +235,7 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     except yaml.MarkedYAMLError as exc:
         raise YAMLFileError(_reason(exc), line) from None
     except ValueError:  # NB: int() of more digits than Python converts
-        raise YAMLFileError(
-            "an integer past 64 bits: no Kubernetes field holds one", line
-        ) from None
+        raise YAMLFileError(PAST_INT64, line) from None
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -245,7 +245,7 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         return value
     if isinstance(value, int):
         if not INT64[0] <= value <= INT64[1]:
-            raise YAMLFileError("an integer past 64 bits: no Kubernetes field holds one", line)
+            raise YAMLFileError(PAST_INT64, line)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -103,7 +103,7 @@ def _manifests_in(directory: Path, *, recursive: bool) -> tuple[list[str], int]:
 
 def read(source: str) -> Iterator[Document | InputProblem]:
     """The documents of one file (or `-`), then an `InputProblem` if it goes bad."""
-    name = "<stdin>" if source == "-" else source
+    name = files.STDIN if source == "-" else source
     limit, what = limits.MAX_MANIFEST_BYTES, "manifest input"
     try:
         if source == "-":
@@ -170,7 +170,7 @@ def _int64(digits: str) -> int:
     # than 4,300 digits, and no Kubernetes field holds more than 20.
     value = int(digits) if len(digits) <= 21 else None
     if value is None or not yamlfile.INT64[0] <= value <= yamlfile.INT64[1]:
-        raise ValueError("an integer past 64 bits: no Kubernetes field holds one")
+        raise ValueError(yamlfile.PAST_INT64)
     return value
 
 

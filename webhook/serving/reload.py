@@ -130,10 +130,11 @@ class CertificateStore:
         self.runtime = runtime
         self.expires = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._warned_at: dt.datetime | None = None
+        pem = certs.read_certificate(settings.tls_cert)
         self.listening = self._build()
         self.listening.sni_callback = self._select
         self.current = self.listening
-        problem = certs.validity_problem(certs.read_certificate(settings.tls_cert))
+        problem = certs.validity_problem(pem)
         if problem is not None:
             # NB: at start there is no other certificate to serve; say so and serve it.
             _log.warning(
@@ -141,7 +142,7 @@ class CertificateStore:
                 extra={"fields": {"file": str(settings.tls_cert)}},
             )
             self._warned_at = dt.datetime.now(dt.UTC)
-        self._record_expiry(warn=problem is None)
+        self._record_expiry(pem, warn=problem is None)
 
     def _build(self) -> ssl.SSLContext:
         return tls.server_context(self._settings)
@@ -154,14 +155,15 @@ class CertificateStore:
     def reload(self) -> None:
         """Build a context from the files now on disk; raises `UsageError` if they are bad,
         or if the new certificate is expired or not valid yet (the one in force stays)."""
-        problem = certs.validity_problem(certs.read_certificate(self._settings.tls_cert))
+        pem = certs.read_certificate(self._settings.tls_cert)
+        problem = certs.validity_problem(pem)
         if problem is not None:
             raise CertificateError(f"{self._settings.tls_cert}: the new certificate {problem}")
         self.current = self._build()
-        self._record_expiry()
+        self._record_expiry(pem)
 
-    def _record_expiry(self, *, warn: bool = True) -> None:
-        self.expires = certs.expiry(certs.read_certificate(self._settings.tls_cert))
+    def _record_expiry(self, pem: bytes, *, warn: bool = True) -> None:
+        self.expires = certs.expiry(pem)
         self.runtime.metrics.certificate_expiry.set(self.expires.timestamp())
         if warn:
             self._warned_at = None

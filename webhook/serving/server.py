@@ -92,12 +92,16 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-# NB: with --workers, uvicorn builds the app inside each worker process from an
-# import string; the factory leaves that process's certificate store here for
-# `WebhookConfig.load()`, which runs in the same process right after it.
-# `load()` leaves the policy text the supervisor validated there first.
 @dataclass
 class _Handoff:
+    """What `WebhookConfig.load()` and the app factory pass each other in a worker.
+
+    NB: with --workers, uvicorn builds the app inside each worker process from an
+    import string, in `load()`: `load()` leaves here the policy text the
+    supervisor validated (the worker's fallback), and the factory leaves the
+    process's certificate store for `load()` to serve.
+    """
+
     store: reload.CertificateStore | None = None
     policy: str | None = None
 
