@@ -8,7 +8,10 @@ and, for the peer, kopf (`.venv/bin/pip install kopf`)):
 Starts, with the same certificate: `dify-volume-init serve` with its
 production settings over TLS (JSON logs to a pipe that is drained); the
 baseline of `bench/baseline_app.py` under uvicorn with the same settings
-(the least a correct webhook can do); and kopf's `WebhookServer`
+(the least a correct webhook can do: decode, make the same injection with
+the standard library, answer; checked first to give the same patch as the
+webhook for both pods); the same server answering a fixed 300-byte patch
+("bare, fixed": the transport alone); and kopf's `WebhookServer`
 (`bench/kopf_app.py`) with the baseline's handler. `wrk`, a separate
 process, drives each over keep-alive connections (as kube-apiserver does)
 at concurrency 1, 16 and 64 with two realistic Dify pods: a ~10 KB dify-helm
@@ -23,6 +26,7 @@ the ratios.
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
 import json
 import os
@@ -43,8 +47,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import baseline_app  # noqa: E402
 from tests import helpers, servers  # noqa: E402
 from webhook import certs  # noqa: E402
+from webhook.engine import admission, policy  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PADDING = "0123456789abcdef" * 3
@@ -232,6 +238,15 @@ def wrk(
     }
 
 
+def same_injection(review: dict[str, Any]) -> None:
+    """Stop unless the baseline's patch for `review` is the webhook's: the ratios
+    compare servers making the same answer."""
+    ours = admission.answer(review, policy.default_policy()).review["response"]
+    theirs = baseline_app.inject(review)
+    if json.loads(base64.b64decode(ours["patch"])) != json.loads(base64.b64decode(theirs["patch"])):
+        raise SystemExit("bench/baseline_app.py no longer makes the webhook's patch: update it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5)
@@ -257,9 +272,11 @@ def run(work: Path, args: argparse.Namespace) -> None:
     bodies = {}
     for label, pod in (("10KB", pod_10kb()), ("100KB", pod_100kb())):
         path = work / f"{label}.json"
-        path.write_text(json.dumps(helpers.review(pod, namespace="dify")))
+        review = helpers.review(pod, namespace="dify")
+        path.write_text(json.dumps(review))
         bodies[label] = path
         print(f"{label} pod: an AdmissionReview of {path.stat().st_size / 1024:.1f} KiB")
+        same_injection(review)
     cert, key = str(work / "tls.crt"), str(work / "tls.key")
 
     def ours(port: int, workers: int = 1) -> list[str]:
@@ -267,9 +284,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
         command += ["--workers", str(workers)]
         return [*command, "--port", str(port), "--tls-cert", cert, "--tls-key", key]
 
-    def baseline(port: int) -> list[str]:
-        command = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--ssl-certfile", cert, "--ssl-keyfile", key]
+    def baseline(port: int, app: str = "app") -> list[str]:
+        command = [sys.executable, "-m", "uvicorn", f"bench.baseline_app:{app}"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        command += ["--ssl-certfile", cert, "--ssl-keyfile", key]
         return [*command, "--no-access-log", "--log-level", "warning", "--no-server-header",
                 "--timeout-keep-alive", "65", "--no-proxy-headers"]  # fmt: skip
 
@@ -289,7 +307,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
     def kopf(port: int) -> list[str]:
         return [sys.executable, str(ROOT / "bench" / "kopf_app.py"), str(port), cert, key]
 
-    commands: dict[str, Callable[[int], list[str]]] = {"bare uvicorn": baseline}
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "bare uvicorn": baseline,
+        "bare, fixed": lambda port: baseline(port, "fixed_app"),
+    }
     if importlib.util.find_spec("kopf") is not None:
         commands["kopf"] = kopf
     else:

@@ -1,9 +1,22 @@
-"""The baseline for the admission benchmark: the least an admission server can do.
+"""The baseline for the admission benchmark: the least a correct webhook can do.
 
-A raw ASGI app (no framework) that reads the body, decodes the JSON, echoes
-the uid and returns a fixed JSON Patch. Served by uvicorn with the same
-settings and certificate as the webhook, it is the floor the webhook's
-latency and CPU are compared with.
+A raw ASGI app (no framework, no policy, no checks) that reads the body,
+decodes it, and answers a pod CREATE with the same injection dify-volume-init
+makes for the benchmark's pods: the init container (the same script, built
+once at import), the pod and container securityContext and the status
+annotation, as a base64 JSON Patch with the uid echoed. It uses the standard
+library's `json` and `base64`, as a plain Python webhook would. Served by
+uvicorn with the same settings and certificate as the webhook, it is the
+floor the webhook's latency and CPU are compared with; `bench/kopf_app.py`
+runs the same handler under kopf.
+
+`fixed_app` is the floor under that: the same server answering a fixed
+300-byte patch (one annotation) without building anything, to show what
+the transport alone costs.
+
+`inject()` is written for the benchmark's pod shapes (the storage mounted by
+app containers, no init container, no securityContext yet): the benchmark
+checks before measuring that its patch equals the webhook's for each pod.
 """
 
 from __future__ import annotations
@@ -12,12 +25,97 @@ import base64
 import json
 from typing import Any
 
-PATCH = base64.b64encode(
+from webhook.engine import initscript
+
+STORAGE = "/app/api/storage"
+USER = GROUP = 1001
+STATUS = "volume-init.dify.ai~1status"
+INIT_NAME = "volume-permissions"
+INIT_TEMPLATE: dict[str, Any] = {
+    "name": INIT_NAME,
+    "image": "busybox:1.36.1",
+    "command": initscript.command(user=USER, group=GROUP, directories=[STORAGE]),
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+    "securityContext": {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": list(initscript.CAPABILITIES)},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+
+
+def inject(review: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionResponse for one decoded AdmissionReview."""
+    request = review["request"]
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
+    pod = request.get("object") or {}
+    if request.get("operation") != "CREATE" or pod.get("kind", "Pod") != "Pod":
+        return response
+    spec = pod["spec"]
+    volumes: list[str] = []
+    patch: list[dict[str, Any]] = []
+    for index, container in enumerate(spec["containers"]):
+        for mount in container.get("volumeMounts") or ():
+            if mount["mountPath"] == STORAGE:
+                volumes.append(mount["name"])
+                patch.append(
+                    {
+                        "op": "add",
+                        "path": f"/spec/containers/{index}/securityContext",
+                        "value": {"runAsUser": USER, "runAsGroup": GROUP, "runAsNonRoot": True},
+                    }
+                )
+    if not volumes:
+        return response
+    init = {**INIT_TEMPLATE, "volumeMounts": [{"name": volumes[0], "mountPath": STORAGE}]}
+    status = json.dumps(
+        {"rule": "dify-storage", "volumes": volumes[:1], "owner": f"{USER}:{GROUP}",
+         "initContainer": INIT_NAME},
+        separators=(",", ":"),
+    )  # fmt: skip
+    patch[:0] = [
+        {"op": "add", "path": "/spec/initContainers", "value": [init]},
+        {"op": "add", "path": "/spec/securityContext",
+         "value": {"fsGroup": GROUP, "fsGroupChangePolicy": "OnRootMismatch"}},
+    ]  # fmt: skip
+    patch.append({"op": "add", "path": f"/metadata/annotations/{STATUS}", "value": status})
+    response["patchType"] = "JSONPatch"
+    response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return response
+
+
+def answer(review: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview to send back."""
+    return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
+            "response": inject(review)}  # fmt: skip
+
+
+FIXED_PATCH = base64.b64encode(
     json.dumps([{"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}]).encode()
 ).decode()
 
 
+def fixed(review: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview of `fixed_app`: the uid echoed, a fixed patch."""
+    return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": True,
+                         "patchType": "JSONPatch", "patch": FIXED_PATCH}}  # fmt: skip
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await _serve(answer, scope, receive, send)
+
+
+async def fixed_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await _serve(fixed, scope, receive, send)
+
+
+async def _serve(handler: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     if scope["method"] != "POST":
@@ -30,18 +128,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    review = json.loads(body)
-    answer = {
-        "apiVersion": review["apiVersion"],
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": review["request"]["uid"],
-            "allowed": True,
-            "patchType": "JSONPatch",
-            "patch": PATCH,
-        },
-    }
-    payload = json.dumps(answer).encode()
+    payload = json.dumps(handler(json.loads(body))).encode()
     await send(
         {
             "type": "http.response.start",

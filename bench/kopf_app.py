@@ -2,9 +2,10 @@
 
 kopf (aiohttp underneath) is what a Python operator author reaches for to
 serve admission webhooks. This runs its `WebhookServer` standalone, with the
-same certificate, and a handler that does what `bench/baseline_app.py` does
-(echo the uid, answer a fixed JSON Patch), so the figures compare servers,
-not decisions. kopf is a bench-only dependency: `pip install kopf`.
+same certificate, and the handler of `bench/baseline_app.py` (the same
+injection the webhook makes for the benchmark's pods, with the standard
+library), so the figures compare servers, not decisions. kopf is a
+bench-only dependency: `pip install kopf`.
 
     python bench/kopf_app.py PORT CERTFILE KEYFILE
 """
@@ -19,20 +20,11 @@ from typing import Any
 import kopf
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from baseline_app import PATCH
+from baseline_app import answer
 
 
 async def respond(request: Any, **_: Any) -> Any:
-    return {
-        "apiVersion": request["apiVersion"],
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": request["request"]["uid"],
-            "allowed": True,
-            "patchType": "JSONPatch",
-            "patch": PATCH,
-        },
-    }
+    return answer(request)
 
 
 async def main(port: int, certfile: str, keyfile: str) -> None:

@@ -221,3 +221,24 @@ def test_one_log_line_per_admission_without_pod_secrets(
     for record in caplog.records:
         for formatter in (JSONFormatter(), TextFormatter()):
             assert "sk-MARKER-42" not in formatter.format(record)
+
+
+def test_log_times_are_utc_milliseconds_and_follow_the_clock_across_seconds() -> None:
+    """Guards the once-a-second date cache of the log formatter: a line in another
+    second (later or earlier) gets that second's date, never the cached one."""
+    from webhook.serving.logs import JSONFormatter, TextFormatter
+
+    for created, shown in (
+        (1764329235.5, "2025-11-28T11:27:15.500+00:00"),
+        (1764329235.75, "2025-11-28T11:27:15.750+00:00"),
+        (1764329236.25, "2025-11-28T11:27:16.250+00:00"),
+        (1764329235.0, "2025-11-28T11:27:15.000+00:00"),
+        (1767225599.5, "2025-12-31T23:59:59.500+00:00"),
+        (1767225600.0, "2026-01-01T00:00:00.000+00:00"),
+    ):
+        record = logging.makeLogRecord(
+            {"name": "webhook.admission", "msg": "admission", "levelno": logging.INFO,
+             "levelname": "INFO", "created": created, "msecs": (created % 1) * 1000}
+        )  # fmt: skip
+        assert json.loads(JSONFormatter().format(record))["time"] == shown
+        assert TextFormatter().format(record).startswith(f"{shown} info admission")

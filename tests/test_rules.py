@@ -406,3 +406,36 @@ def test_messages_name_the_policy_owner_not_a_constant(policy: Policy) -> None:
     decision = decide(pod, p)
     text = " ".join([decision.message, *decision.warnings])
     assert "2500" in text and "1001" not in text
+
+
+# -- the init container's mounts --------------------------------------------------
+
+
+def test_storage_trees_never_nest_in_the_init_container_whichever_comes_first(
+    policy: Policy,
+) -> None:
+    """Guards `initcontainer._directories`: with nested storage paths in a rule, the
+    tree found second is placed beside the first (`-2`) whether its path is below
+    the first one's directory or above it. (It looped forever on the first order:
+    `/app/api/storage/sub-N` is below `/app/api/storage` for every N.)"""
+    rule = policy.spec.rules[0].model_copy(
+        update={"mount_paths": ("/app/api/storage", "/app/api/storage/sub")}
+    )
+    p = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
+    for first, second in (
+        ("/app/api/storage", "/app/api/storage/sub"),
+        ("/app/api/storage/sub", "/app/api/storage"),
+    ):
+        pod = api_pod()
+        api = pod["spec"]["containers"][0]
+        api["volumeMounts"] = [{"name": "app-data", "mountPath": first}]
+        worker = {**copy.deepcopy(api), "name": "worker"}
+        worker["volumeMounts"] = [{"name": "app-data", "mountPath": second, "subPath": "w"}]
+        pod["spec"]["containers"].append(worker)
+        decision = decide(pod, p)
+        assert decision.reason == "injected", decision.message
+        init = decision.pod["spec"]["initContainers"][0]
+        paths = [m["mountPath"] for m in init["volumeMounts"]]
+        assert paths == [first, "/app/api/storage-2"]
+        assert init["command"][4:] == paths
+        assert not any(hostpaths.within(a, b) for a in paths for b in paths if a != b)

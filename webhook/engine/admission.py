@@ -14,11 +14,11 @@ ordinary answer with `allowed: false`.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+import pybase64
 
 from webhook.engine.errors import BadRequest, InvalidObject, PayloadTooLarge
 from webhook.engine.limits import MAX_BODY_BYTES
@@ -255,7 +255,7 @@ def internal_error(document: dict[str, Any] | None, exc: BaseException) -> Answe
 
 def encode_patch(patch: list[dict[str, Any]]) -> str:
     """The `patch` field: base64 of the compact JSON Patch."""
-    return base64.b64encode(orjson.dumps(patch)).decode("ascii")
+    return pybase64.b64encode_as_string(orjson.dumps(patch))
 
 
 def encode(review: AdmissionReview) -> bytes:

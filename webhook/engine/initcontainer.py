@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from webhook.engine import envexpand, initscript, podshape
+from webhook.engine import envexpand, hostpaths, initscript, podshape
 from webhook.engine.patches import PatchBuilder
 from webhook.engine.policy import Rule
 from webhook.engine.storage import Mount
@@ -116,22 +116,22 @@ def _directories(mounts: list[Mount]) -> list[tuple[str, Mount]]:
     for (_, _, root, _), entries in by_container.items():
         shape = (root, frozenset((rel, *m.key) for rel, m in entries))
         trees.setdefault(shape, (root, entries))
-    used: set[str] = set()
-    above_used: set[str] = set()
+    used: list[str] = []
     next_suffix: dict[str, int] = {}  # NB: each search resumes where the last one stopped
     placed: list[tuple[str, Mount]] = []
     for storage, entries in trees.values():
+        # NB: a storage path below a directory already taken (a rule's nested
+        # storage paths, mounted by different containers) moves beside that
+        # directory: a suffix on its own last name would keep it below, forever.
+        below = [other for other in used if hostpaths.within(storage, other) and other != storage]
+        anchor = min(below, key=len, default=storage)
         base = storage
-        suffix = next_suffix.get(storage, 1)
-        while base in used or base in above_used or _below_any(base, used):
+        suffix = next_suffix.get(anchor, 1)
+        while any(hostpaths.within(base, other) or hostpaths.within(other, base) for other in used):
             suffix += 1
-            base = f"{storage}-{suffix}"
-        next_suffix[storage] = suffix
-        used.add(base)
-        parent = base
-        while parent != "/":
-            parent = parent.rsplit("/", 1)[0] or "/"
-            above_used.add(parent)
+            base = f"{anchor}-{suffix}"
+        next_suffix[anchor] = suffix
+        used.append(base)
         seen: set[tuple[str, tuple[str, str | None, str | None]]] = set()
         for relative, mount in sorted(entries, key=lambda e: (e[0].count("/"), e[0])):
             target = f"{base}/{relative}" if relative else base
@@ -140,15 +140,6 @@ def _directories(mounts: list[Mount]) -> list[tuple[str, Mount]]:
             seen.add((target, mount.key))
             placed.append((target, mount))
     return placed
-
-
-def _below_any(path: str, bases: set[str]) -> bool:
-    parent = path
-    while parent != "/":
-        parent = parent.rsplit("/", 1)[0] or "/"
-        if parent in bases:
-            return True
-    return False
 
 
 def _init_container(

@@ -26,8 +26,12 @@ def escape(key: Key) -> str:
     return str(key).replace("~", "~0").replace("/", "~1")
 
 
+@functools.lru_cache(maxsize=1024)
 def pointer(path: tuple[Key, ...]) -> str:
-    """The JSON Pointer of `path` (`()` is the whole document, `""`)."""
+    """The JSON Pointer of `path` (`()` is the whole document, `""`).
+
+    NB: cached because the webhook's paths repeat from pod to pod
+    (`/spec/containers/0/securityContext`)."""
     return "".join("/" + escape(part) for part in path)
 
 
@@ -41,10 +45,12 @@ class PatchBuilder:
 
     def get(self, path: tuple[Key, ...]) -> Any:
         """The value at `path` in the result, or None where any part is absent."""
-        if not path:
-            return self.result
-        node, depth = self._walk(path[:-1])
-        return _child(node, path[-1]) if depth == len(path) - 1 else None
+        node: Any = self.result
+        for part in path:
+            node = _child(node, part)
+            if node is None:
+                return None
+        return node
 
     def _walk(self, path: tuple[Key, ...]) -> tuple[Any, int]:
         """The deepest mapping or array along `path` in the result, and how many parts
@@ -76,10 +82,10 @@ class PatchBuilder:
                 return False
         elif any(type(part) is int for part in path[depth:]):
             raise ValueError(f"cannot create array entries along {pointer(path)}")
+        first_key, *rest = (*path[depth:], key)
         subtree: Any = value
-        for part in reversed((*path[depth:], key)[1:]):
+        for part in reversed(rest):
             subtree = {part: subtree}
-        first_key = (*path[depth:], key)[0]
         assert isinstance(first_key, str)
         self._record(path[:depth], first_key, subtree)
         return True

@@ -36,8 +36,12 @@ _server_log = logs.get("server")
 
 def create_app(
     settings: Settings, runtime: ServingState, *, watched: Sequence[reload.Watched] = ()
-) -> FastAPI:
-    """The webhook's ASGI app for one process; `watched` files are polled while it runs."""
+) -> AdmissionRoutes:
+    """The webhook's ASGI app for one process; `watched` files are polled while it runs.
+
+    The two admission routes come first, as plain ASGI (`AdmissionRoutes`);
+    everything else (probes, metrics, the lifespan) goes on to FastAPI.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,7 +68,6 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(AdmissionRoutes, runtime=runtime)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -91,7 +94,7 @@ def create_app(
             runtime.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    return app
+    return AdmissionRoutes(app, runtime=runtime)
 
 
 def _drain_on_sigterm(runtime: ServingState, *, delay: float) -> None:
@@ -153,13 +156,15 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class AdmissionRoutes:
-    """`POST /mutate` and `POST /mutate/restricted` as pure ASGI, ahead of FastAPI.
+    """`POST /mutate` and `POST /mutate/restricted` as pure ASGI, in front of FastAPI.
 
     NB: an admission is on the path of every matching pod creation, and the
-    framework's request and response objects, routing and dependency
-    machinery cost more CPU than the admission itself; so these two routes
-    read the body and send the answer with plain ASGI messages. Everything
-    else (probes, metrics) goes on to FastAPI.
+    framework's middleware stack (error, telemetry and body-limit wrappers
+    around every receive and send), request and response objects and routing
+    cost more CPU than the admission itself; so these two routes are answered
+    before FastAPI sees the request, with plain ASGI messages. `_admit` catches
+    everything itself, so nothing is lost by skipping FastAPI's error
+    middleware. Everything else (probes, metrics, lifespan) goes on to FastAPI.
     """
 
     def __init__(self, app: ASGIApp, *, runtime: ServingState) -> None:

@@ -8,6 +8,7 @@ secrets in their environment. Fields go through `extra={"fields": {...}}`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from typing import Any
@@ -46,7 +47,14 @@ class TextFormatter(logging.Formatter):
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+    """RFC 3339 in UTC with milliseconds: `2026-11-28T11:27:15.123+00:00`."""
+    return f"{_date_time(int(record.created))}.{int(record.msecs):03d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _date_time(seconds: int) -> str:
+    """NB: the date and time of day change once a second, not once a line."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def configure(*, log_format: str = "json", level: str = "info") -> None:

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from webhook import certs, files
 from webhook.engine import policy
 from webhook.engine.errors import UsageError
 from webhook.serving import logs, reload, tls
-from webhook.serving.app import create_app
+from webhook.serving.app import AdmissionRoutes, create_app
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
 
@@ -63,7 +62,7 @@ def build_runtime(settings: Settings, *, fallback_policy: str | None = None) -> 
 
 def build_app(
     settings: Settings, *, fallback_policy: str | None = None
-) -> tuple[FastAPI, reload.CertificateStore]:
+) -> tuple[AdmissionRoutes, reload.CertificateStore]:
     """The app for one server process, with its policy and certificate loaded."""
     runtime = build_runtime(settings, fallback_policy=fallback_policy)
     store = reload.CertificateStore(settings, runtime)
@@ -109,7 +108,7 @@ class _Handoff:
 _worker = _Handoff()
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> AdmissionRoutes:
     """Factory for worker processes: settings come from `VOLUME_INIT_*` variables."""
     settings = Settings()
     logs.configure(log_format=settings.log_format, level=settings.log_level)
