@@ -3,7 +3,7 @@
 Run from the repository root (by hand; needs `wrk` (`apt-get install wrk`)
 and, for the peer, kopf (`.venv/bin/pip install kopf`)):
 
-    .venv/bin/python bench/admission_bench.py [--seconds 5] [--rounds 3]
+    .venv/bin/python bench/admission_bench.py [--seconds 5] [--rounds 3] [--previous DIR]
 
 Starts, with the same certificate: `dify-volume-init serve` with its
 production settings over TLS (JSON logs to a pipe that is drained); the
@@ -12,7 +12,8 @@ baseline of `bench/baseline_app.py` under uvicorn with the same settings
 the standard library, answer; checked first to give the same patch as the
 webhook for both pods); the same server answering a fixed 300-byte patch
 ("bare, fixed": the transport alone); and kopf's `WebhookServer`
-(`bench/kopf_app.py`) with the baseline's handler. `wrk`, a separate
+(`bench/kopf_app.py`) with the baseline's handler; with `--previous DIR`,
+the webhook of another checkout too (a before/after in the same rounds). `wrk`, a separate
 process, drives each over keep-alive connections (as kube-apiserver does)
 at concurrency 1, 16 and 64 with two realistic Dify pods: a ~10 KB dify-helm
 api pod (about 70 env vars) and a ~100 KB pod with managedFields. Server CPU
@@ -252,12 +253,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--pods", nargs="+", choices=["10KB", "100KB"], default=["10KB", "100KB"])
     parser.add_argument(
         "--workers",
         type=int,
         nargs="+",
         default=[1],
         help="webhook --workers values to measure (the baseline and kopf run one process)",
+    )
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="also run the webhook of another checkout (`git worktree add DIR REV`), interleaved",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,6 +278,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
     script.write_text(WRK_SCRIPT)
     bodies = {}
     for label, pod in (("10KB", pod_10kb()), ("100KB", pod_100kb())):
+        if label not in args.pods:
+            continue
         path = work / f"{label}.json"
         review = helpers.review(pod, namespace="dify")
         path.write_text(json.dumps(review))
@@ -279,8 +288,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
         same_injection(review)
     cert, key = str(work / "tls.crt"), str(work / "tls.key")
 
-    def ours(port: int, workers: int = 1) -> list[str]:
-        command = [sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1"]
+    def ours(port: int, workers: int = 1, checkout: Path = ROOT) -> list[str]:
+        # NB: `python -m` imports the package of the working directory first.
+        command = ["env", "-C", str(checkout), sys.executable, "-m", "webhook", "serve"]
+        command += ["--host", "127.0.0.1"]
         command += ["--workers", str(workers)]
         return [*command, "--port", str(port), "--tls-cert", cert, "--tls-key", key]
 
@@ -318,6 +329,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
     for workers in args.workers:
         name = "dify-volume-init" if workers == 1 else f"dify-volume-init w{workers}"
         commands[name] = lambda port, w=workers: ours(port, w)
+    if args.previous:
+        commands["previous checkout"] = lambda port: ours(port, 1, args.previous.resolve())
     rounds: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for name, command in commands.items():
@@ -350,7 +363,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
                     f" {r['p99'] / bare['p99']:>11.2f}x {r['rps']:>7.0f} {r['errors']:>8.0f}"
                 )
     print()
-    for connections in args.concurrency:
+    for connections in args.concurrency if len(bodies) == 2 else ():
         large = index[("dify-volume-init", "100KB", connections)]["cpu_us"]
         small = index[("dify-volume-init", "10KB", connections)]["cpu_us"]
         print(f"c={connections}: dify-volume-init CPU, 100KB pod / 10KB pod = {large / small:.2f}x")
