@@ -116,7 +116,7 @@ def _directories(mounts: list[Mount]) -> list[tuple[str, Mount]]:
     for (_, _, root, _), entries in by_container.items():
         shape = (root, frozenset((rel, *m.key) for rel, m in entries))
         trees.setdefault(shape, (root, entries))
-    used: list[str] = []
+    used: list[str] = []  # NB: at most limits.MAX_STORAGE_MOUNTS: compared directly
     next_suffix: dict[str, int] = {}  # NB: each search resumes where the last one stopped
     placed: list[tuple[str, Mount]] = []
     for storage, entries in trees.values():
