@@ -147,7 +147,7 @@ def start_over(request: Request) -> Outcome:
 
 def _first_set(request: Request, *, remove: tuple[str, ...] = ()) -> Outcome:
     d = request.directory
-    names = _names(request)
+    names = _subject(request)[0]
     authority = request.given or certs.new_authority(certs.authority_name(names))
     files, remove = _ca_files(
         request.given_pem or authority.cert_pem,
@@ -201,7 +201,7 @@ def _start(request: Request, current: _CA) -> Outcome:
     d = request.directory
     if request.given is not None and request.given.cert == current.cert:
         raise CertificateError(f"{current.cert_path}: --ca-cert is already the CA in force")
-    authority = request.given or certs.new_authority(certs.authority_name(_names(request)))
+    authority = request.given or certs.new_authority(certs.authority_name(_subject(request)[0]))
     new_pem = request.given_pem or authority.cert_pem
     old_pem = certs.read_certificate(current.cert_path)
     files = {
@@ -287,26 +287,24 @@ def _signer_of_serving(d: Path, cas: list[_CA]) -> _CA | None:
 
 def _write_serving(request: Request, authority: certs.Authority) -> list[Path]:
     d = request.directory
-    cert, key = certs.issue(
-        authority, dns_names=_names(request), ip_addresses=_ips(request), days=request.days
-    )
+    names, ips = _subject(request)
+    cert, key = certs.issue(authority, dns_names=names, ip_addresses=ips, days=request.days)
     return certs.replace_files(d, {TLS_CERT: (cert, certs.PUBLIC), TLS_KEY: (key, certs.PRIVATE)})
 
 
-def _names(request: Request) -> list[str]:
-    if request.dns_names:
-        return request.dns_names
-    serving = _serving(request.directory)
-    names = certs.certificate_names(serving)[0] if serving is not None else []
-    return names or certs.service_names(PRODUCT, PRODUCT)
+def _subject(request: Request) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses to issue for: the requested ones, else those of
+    the serving certificate in place (else the default Service's names)."""
+    if request.dns_names is not None:
+        return request.dns_names, request.ip_addresses
+    names, ips = _in_place(request.directory)
+    return names or certs.service_names(PRODUCT, PRODUCT), request.ip_addresses or ips
 
 
-def _ips(request: Request) -> list[str]:
-    if request.dns_names is None and not request.ip_addresses:
-        serving = _serving(request.directory)
-        if serving is not None:
-            return certs.certificate_names(serving)[1]
-    return request.ip_addresses
+def _in_place(d: Path) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses of the serving certificate in `d` (none: empty)."""
+    serving = _serving(d)
+    return certs.certificate_names(serving) if serving is not None else ([], [])
 
 
 def _until(written: list[Path]) -> str:
@@ -316,9 +314,7 @@ def _until(written: list[Path]) -> str:
 
 
 def _namespace(d: Path) -> str:
-    serving = _serving(d)
-    names = certs.certificate_names(serving)[0] if serving is not None else []
-    for name in names:
+    for name in _in_place(d)[0]:
         parts = name.split(".")
         if len(parts) == 3 and parts[2] == "svc":
             return parts[1]
