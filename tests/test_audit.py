@@ -171,3 +171,27 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path: Path) -> None:
     missing = run("-f", str(tmp_path / "absent.json"))
     assert missing.returncode == 2
     assert "no such file or directory" in missing.stderr
+
+
+def test_odd_shapes_of_a_live_pod_are_one_line_or_read_as_absent(tmp_path: Path) -> None:
+    """Guards audit against pod shapes the engine's checks do not cover: a metadata that
+    is not a mapping is one line naming the field (it was an AttributeError traceback),
+    and a `status` or `ownerReferences` of the wrong shape is read as absent (they were
+    tracebacks too); any other crash of that kind is the last resort's one line."""
+    listing = tmp_path / "pods.json"
+    odd = live("helm-api.yaml", "odd", owner=("ReplicaSet", "dify-api-7d9f"))
+    odd["metadata"] = "not a mapping"
+    listing.write_text(json.dumps({"kind": "List", "items": [odd]}))
+    result = run("-f", str(listing))
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"dify-volume-init: {listing}: metadata: expected a mapping, got a string\n"
+    )
+    for field, value in (("status", "Running"), ("status", [1]), ("ownerReferences", {"a": 1})):
+        pod = live("helm-api.yaml", "odd", owner=("ReplicaSet", "dify-api-7d9f"))
+        (pod if field == "status" else pod["metadata"])[field] = value
+        listing.write_text(json.dumps({"kind": "List", "items": [pod]}))
+        result = run("-f", str(listing))
+        assert (result.returncode, result.stderr) == (1, ""), (field, result.stderr)
+        assert result.stdout.startswith("dify/odd (")

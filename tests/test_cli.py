@@ -309,3 +309,28 @@ def test_files_the_walk_through_creates_are_ignored_by_git() -> None:
         check=False,
     )
     assert tracked.stdout == "", "the generated deploy/ files stay tracked"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KeyError("x"), IndexError("x"), AttributeError("x"), TypeError("x"), RecursionError()],
+)
+def test_the_last_resort_is_one_line_and_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
+) -> None:
+    """Guards cli.main's last resort: a crash of the kind unexpected input causes
+    (a missing key, a wrong type's attribute) is one line and exit 2, never a
+    traceback; VOLUME_INIT_DEBUG=1 lets it through for a report."""
+    from webhook import cli
+
+    def crash(_: argparse.Namespace) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "_policy", crash)
+    monkeypatch.delenv("VOLUME_INIT_DEBUG", raising=False)
+    assert cli.main(["policy", "default"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dify-volume-init: ") and err.count("\n") == 1, err
+    monkeypatch.setenv("VOLUME_INIT_DEBUG", "1")
+    with pytest.raises(type(error)):
+        cli.main(["policy", "default"])

@@ -297,7 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except (RecursionError, MemoryError, ValueError, TypeError, OSError) as exc:
+    except (
+        RecursionError,
+        MemoryError,
+        ValueError,
+        TypeError,
+        LookupError,
+        AttributeError,
+        OSError,
+    ) as exc:
         # NB: the last resort: every input is meant to be refused above with its own
         # line; one that gets here still gets one line and exit 2, never a traceback
         # (exit 1 is `review --exit-code`'s "would change").

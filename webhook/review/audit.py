@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.engine import admission, mutation
+from webhook.engine import admission, mutation, podshape
 from webhook.engine.errors import InvalidObject
 from webhook.engine.policy import Policy
 
@@ -59,11 +59,13 @@ def audit(live: list[dict[str, Any]], policy: Policy, *, webhook_namespace: str)
     status annotation; finished pods and the webhook's own namespace are left out."""
     findings = []
     for pod in live:
+        podshape.check_pod(pod)  # NB: before reading metadata: `InvalidObject` names the field
         metadata = pod.get("metadata") or {}
         annotations = metadata.get("annotations") or {}
         if mutation.STATUS_ANNOTATION in annotations:
             continue
-        if (pod.get("status") or {}).get("phase") in _FINISHED:
+        status = pod.get("status")
+        if isinstance(status, dict) and status.get("phase") in _FINISHED:
             continue
         namespace = str(metadata.get("namespace") or admission.DEFAULT_NAMESPACE)
         decision = mutation.mutate(
@@ -92,7 +94,9 @@ def _owner(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str]:
     Deployment (the hash is the pod's `pod-template-hash` label).
     """
     metadata = pod.get("metadata") or {}
-    references = metadata.get("ownerReferences") or []
+    references = metadata.get("ownerReferences")
+    if not isinstance(references, list):
+        references = []
     controller = next(
         (r for r in references if isinstance(r, dict) and r.get("controller")),
         references[0] if references and isinstance(references[0], dict) else None,
