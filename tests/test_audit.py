@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import pytest
 import yaml
 
 from tests import helpers
+from webhook import cli
 from webhook.engine import mutation
 from webhook.engine.policy import default_policy
 
@@ -151,7 +153,7 @@ def test_nothing_to_fix_is_exit_0(tmp_path: Path) -> None:
     patched = live("helm-api.yaml", "a", owner=("ReplicaSet", "dify-api-7d9f"), patched=True)
     listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [patched]}))
     result = run("-f", str(listing))
-    assert (result.returncode, result.stderr) == (0, "")
+    assert (result.returncode, result.stderr) == (0, f"note: {cli.ASSUMED_SELECTION}\n")
     assert result.stdout.startswith("no unpatched pods")
 
 
@@ -193,5 +195,121 @@ def test_odd_shapes_of_a_live_pod_are_one_line_or_read_as_absent(tmp_path: Path)
         (pod if field == "status" else pod["metadata"])[field] = value
         listing.write_text(json.dumps({"kind": "List", "items": [pod]}))
         result = run("-f", str(listing))
-        assert (result.returncode, result.stderr) == (1, ""), (field, result.stderr)
+        assert result.returncode == 1, (field, result.stderr)
+        assert result.stderr == f"note: {cli.ASSUMED_SELECTION}\n", field
         assert result.stdout.startswith("dify/odd (")
+
+
+@pytest.mark.parametrize(
+    ("stdin", "said"),
+    [
+        ("", "no pods read: <stdin> is empty (did `kubectl get pods -A -o json` fail?)"),
+        (
+            json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "rows": []}),
+            "no pods read: <stdin> holds Table, not pods",
+        ),
+        (
+            json.dumps({"kind": "List", "items": [{"kind": "Deployment"}, {"kind": "Service"}]}),
+            "no pods read: <stdin> holds Deployment, Service, not pods",
+        ),
+        (json.dumps({"kind": "PodList", "items": {"a": 1}}), "a PodList whose items is a dict"),
+        (json.dumps({"kind": "List"}), "a List whose items is absent, not a list of pods"),
+    ],
+)
+def test_input_with_no_pods_is_exit_2_naming_what_was_read(stdin: str, said: str) -> None:
+    """Guards audit against reading nothing as "nothing to fix": empty input (kubectl
+    failed), a Table, a list of other kinds or `items` of the wrong shape is exit 2 with
+    one line naming what was read (each was exit 0 "no unpatched pods")."""
+    result = run("-f", "-", stdin=stdin)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.count("\n") == 1 and said in result.stderr, result.stderr
+
+
+def test_an_empty_pod_list_is_a_cluster_with_no_pods() -> None:
+    """Guards the other side: `items: []` is a real answer, exit 0."""
+    result = run("-f", "-", stdin=json.dumps({"kind": "List", "items": []}))
+    assert result.returncode == 0, result.stderr
+
+
+def namespaces(**labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "List",
+        "items": [
+            {"kind": "Namespace", "metadata": {"name": name, "labels": value}}
+            for name, value in labels.items()
+        ],
+    }
+
+
+def test_namespaces_leave_out_pods_the_apiserver_never_sends(tmp_path: Path) -> None:
+    """Guards --namespaces: a pod in a namespace labelled inject=disabled, outside the
+    policy's opt-in selector, or excluded is not listed; one in a namespace enforcing
+    restricted is judged as the restricted entry would (securityContext only, no init
+    container), and the assumption note is gone."""
+    listing = tmp_path / "pods.json"
+    pods = [
+        live("helm-api.yaml", "sent", owner=("StatefulSet", "a"), namespace="plain"),
+        live("helm-api.yaml", "disabled", owner=("StatefulSet", "b"), namespace="off"),
+        live("helm-api.yaml", "strict", owner=("StatefulSet", "c"), namespace="strict"),
+        live("helm-api.yaml", "unknown-ns", owner=("StatefulSet", "d"), namespace="new"),
+        live("helm-api.yaml", "system", owner=("StatefulSet", "e"), namespace="kube-system"),
+    ]
+    listing.write_text(json.dumps({"kind": "List", "items": pods}))
+    ns_file = tmp_path / "ns.json"
+    ns_file.write_text(
+        json.dumps(
+            namespaces(
+                plain={},
+                off={"volume-init.dify.ai/inject": "disabled"},
+                strict={"pod-security.kubernetes.io/enforce": "restricted"},
+            )
+        )
+    )
+    result = run("-f", str(listing), "--namespaces", str(ns_file))
+    assert result.returncode == 1 and result.stderr == "", result.stderr
+    listed = [line.split(" ")[0] for line in result.stdout.splitlines() if " (" in line]
+    assert listed == ["plain/sent", "strict/strict", "new/unknown-ns"]
+    strict = next(line for line in result.stdout.splitlines() if line.startswith("strict/"))
+    assert strict.endswith("(securityContext only (Pod Security restricted))"), strict
+    opt_in = tmp_path / "opt-in.yaml"
+    opt_in.write_text(
+        policy_text().replace(
+            "spec:\n", "spec:\n  namespaceSelector:\n    matchLabels: {dify: 'yes'}\n", 1
+        )
+    )
+    ns_file.write_text(json.dumps(namespaces(plain={"dify": "yes"}, strict={})))
+    result = run("-f", str(listing), "--namespaces", str(ns_file), "--policy", str(opt_in))
+    listed = [line.split(" ")[0] for line in result.stdout.splitlines() if " (" in line]
+    assert listed == ["plain/sent"], result.stdout + result.stderr
+
+
+def policy_text() -> str:
+    from webhook.engine import policy
+
+    return policy.default_policy_text()
+
+
+def test_a_forged_status_annotation_or_a_terminating_pod(tmp_path: Path) -> None:
+    """Guards what counts as patched: a status annotation that is not what the webhook
+    writes (not JSON, other keys, an init container the pod lacks) does not; a pod being
+    deleted is left out (its replacement is what counts)."""
+    listing = tmp_path / "pods.json"
+    forged = []
+    for index, value in enumerate(
+        [
+            "yes",
+            '{"rule": "dify-storage"}',
+            json.dumps(
+                {"rule": "r", "volumes": ["app-data"], "owner": "1001:1001", "initContainer": "x"}
+            ),
+        ]
+    ):
+        pod = live("helm-api.yaml", f"forged-{index}", owner=("StatefulSet", "a"))
+        pod["metadata"].setdefault("annotations", {})[mutation.STATUS_ANNOTATION] = value
+        forged.append(pod)
+    going = live("helm-api.yaml", "going", owner=("StatefulSet", "a"))
+    going["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    listing.write_text(json.dumps({"kind": "List", "items": [*forged, going]}))
+    result = run("-f", str(listing))
+    listed = [line.split(" ")[0] for line in result.stdout.splitlines() if " (" in line]
+    assert listed == ["dify/forged-0", "dify/forged-1", "dify/forged-2"], result.stdout

@@ -24,6 +24,11 @@ from webhook.engine.errors import InvalidObject, UsageError
 EXIT_OK = 0
 EXIT_CHANGED = 1
 EXIT_USAGE = 2
+ASSUMED_SELECTION = (
+    "selection assumed: without --namespaces FILE (kubectl get namespaces -o json) every"
+    " namespace counts as selected and not enforcing Pod Security restricted, so some pods"
+    " listed may never be sent to the webhook"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -270,6 +275,14 @@ def _audit_command(commands: Any) -> None:
     _files_flag(audit, "the output of `kubectl get pods -A -o json` (a file, or - for stdin)")
     audit.add_argument("--policy", help="policy file (default: the built-in policy)")
     audit.add_argument(
+        "--namespaces",
+        metavar="FILE",
+        help="the output of `kubectl get namespaces -o json`: leave out pods the apiserver"
+        " would never send (excluded, inject=disabled, outside the opt-in selector) and judge"
+        " pods in namespaces enforcing Pod Security restricted as the restricted entry does;"
+        " default none (every namespace assumed selected)",
+    )
+    audit.add_argument(
         "--webhook-namespace",
         default=PRODUCT,
         help=f"the webhook's own namespace, never patched; default {PRODUCT}",
@@ -330,11 +343,36 @@ def _last_resort(exc: BaseException) -> str:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from webhook.review import audit, sources  # noqa: PLC0415 - keeps `serve` lean
+    from webhook import manifests  # noqa: PLC0415
+    from webhook.review import audit  # noqa: PLC0415 - keeps `serve` lean
 
     loaded = files.load_policy(args.policy)
+    webhook_namespace = _checked("--webhook-namespace", policy.dns_label, args.webhook_namespace)
+    what = ", ".join(files.STDIN if f == "-" else f for f in args.files)
+    try:
+        live = audit.pods(_documents(args.files), source=what)
+        selection = None
+        if args.namespaces is not None:
+            configuration = manifests.webhook_configuration(loaded, namespace=webhook_namespace)
+            labels = audit.namespace_labels(_documents([args.namespaces]), source=args.namespaces)
+            selection = audit.Selection(configuration["webhooks"], labels)
+        findings = audit.audit(
+            live, loaded, webhook_namespace=webhook_namespace, selection=selection
+        )
+    except InvalidObject as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    if selection is None:
+        print(f"note: {ASSUMED_SELECTION}", file=sys.stderr)
+    sys.stdout.write(audit.report(findings))
+    return 1 if findings else EXIT_OK
+
+
+def _documents(paths: list[str]) -> list[Any]:
+    """Every document of the files (or `-`), or a `UsageError` for the first unreadable one."""
+    from webhook.review import sources  # noqa: PLC0415
+
     documents = []
-    inputs, notes = sources.expand(args.files)
+    inputs, notes = sources.expand(paths)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     for source in inputs:
@@ -342,13 +380,7 @@ def _audit(args: argparse.Namespace) -> int:
             if isinstance(document, sources.InputProblem):
                 raise UsageError(str(document))
             documents.append(document.value)
-    try:
-        live = audit.pods(documents)
-        findings = audit.audit(live, loaded, webhook_namespace=args.webhook_namespace)
-    except InvalidObject as exc:
-        raise UsageError(f"{', '.join(args.files)}: {exc}") from None
-    sys.stdout.write(audit.report(findings))
-    return 1 if findings else EXIT_OK
+    return documents
 
 
 def _labels(text: str | None) -> dict[str, str] | None:

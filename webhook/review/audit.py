@@ -5,24 +5,43 @@ webhook configuration's selection drifted from the policy run without the
 init container, and their app fails later with "Permission denied". `audit`
 reads what `kubectl get pods -A -o json` (or `-o yaml`) prints, runs the same
 engine on each live pod as if it were being created, and reports each pod it
-would have patched that carries no status annotation, with its owning
+would have patched that carries no valid status annotation, with its owning
 workload and the one command per workload that fixes it (a new pod is
 patched at creation). Pure: documents in, findings out.
+
+NB: every value printed here came from the cluster, and any pod creator
+controls a pod's `ownerReferences`, names and annotations. The printed block
+is meant to be pasted into a shell, so a command is made only from an owner
+kind `audit` knows and names Kubernetes accepts, and every word of it is
+shell-quoted as well (`shlex.quote`); everything else printed has its
+control characters escaped, so no value can run, or forge a line.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from webhook.engine import admission, mutation, podshape
 from webhook.engine.errors import InvalidObject
-from webhook.engine.policy import Policy
+from webhook.engine.policy import LabelSelector, Policy
 
 # Pods that have finished run nothing more: a completed Job's pod needs no fix.
 _FINISHED = frozenset({"Succeeded", "Failed"})
-# Workloads `kubectl rollout restart` knows; a Job's pod is re-created by deleting it.
+# Workloads `kubectl rollout restart` knows.
 _RESTARTABLE = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset"}
+# Controllers that make a new pod when one of theirs is deleted (a Job while it runs).
+_RECREATING = frozenset({"ReplicaSet", "ReplicationController", "Job"})
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_POD_LIST_KINDS = frozenset({"List", "PodList"})
 
 
 @dataclass(frozen=True)
@@ -35,63 +54,225 @@ class Finding:
     """`Deployment/dify-api`, `Job/migrate`, or `none` for a bare pod."""
     why: str
     fix: str
-    """The command that makes a patched pod replace it (shared by a workload's pods)."""
+    """The command (shell-quoted) or `# comment` that makes a patched pod replace it
+    (shared by a workload's pods)."""
 
 
-def pods(documents: list[Any]) -> list[dict[str, Any]]:
-    """The pods in `documents`: Pods, and the items of Lists and PodLists."""
+@dataclass(frozen=True)
+class Selection:
+    """How the apiserver chooses the pods it sends: the webhook configuration's entries
+    and the namespaces' labels (`kubectl get namespaces -o json`)."""
+
+    entries: list[dict[str, Any]]
+    """The MutatingWebhookConfiguration's `webhooks` (`manifests` renders them)."""
+    namespaces: dict[str, dict[str, str]]
+    """Each namespace's labels."""
+
+
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (control characters, line
+    and paragraph separators, bidi overrides) escaped as `\\xNN`/`\\uNNNN`: a value
+    from the cluster cannot start a line or hide what follows it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    if c in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[c]
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def pods(documents: list[Any], *, source: str) -> list[dict[str, Any]]:
+    """The pods in `documents`: Pods, and the items of Lists and PodLists.
+
+    Input that holds no pod at all is an `InvalidObject` naming what was read:
+    nothing (what `kubectl get pods | audit -f -` gives when kubectl fails), a
+    Table, a list of other kinds, `items` that is not a list. A list that is
+    empty is a cluster with no pods, and is fine.
+    """
     found: list[dict[str, Any]] = []
+    seen: list[str] = []
+    lists = 0
     for document in documents:
+        if document is None:
+            continue
         if not isinstance(document, dict):
             raise InvalidObject("document: expected a mapping (kubectl get pods -o json)")
         kind = document.get("kind")
         if kind == "Pod":
             found.append(document)
-        elif kind in ("List", "PodList") and isinstance(document.get("items"), list):
-            for item in document["items"]:
+        elif kind in _POD_LIST_KINDS:
+            items = document.get("items")
+            if not isinstance(items, list):
+                raise InvalidObject(
+                    f"a {kind} whose items is {_type_name(items)}, not a list of pods"
+                )
+            lists += 1
+            for item in items:
                 if isinstance(item, dict) and item.get("kind", "Pod") == "Pod":
                     found.append(item)
+                else:
+                    seen.append(_kind_of(item))
+        else:
+            seen.append(str(kind) if isinstance(kind, str) else "an object with no kind")
+    if found or (lists and not seen):
+        return found
+    if not seen:
+        raise InvalidObject(
+            f"no pods read: {source} is empty (did `kubectl get pods -A -o json` fail?)"
+        )
+    kinds = ", ".join(printable(k) for k in dict.fromkeys(seen))
+    hint = " (kubectl -o json gives pods; a Table comes from the API's table format)"
+    raise InvalidObject(f"no pods read: {source} holds {kinds}, not pods{hint}")
+
+
+def namespace_labels(documents: list[Any], *, source: str) -> dict[str, dict[str, str]]:
+    """Each namespace's labels from `kubectl get namespaces -o json` (or one Namespace)."""
+    found: dict[str, dict[str, str]] = {}
+    for document in documents:
+        if not isinstance(document, dict):
+            continue
+        items = document.get("items") if document.get("kind") != "Namespace" else [document]
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict) or item.get("kind", "Namespace") != "Namespace":
+                continue
+            metadata = item.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            if not isinstance(name, str):
+                continue
+            labels = metadata.get("labels") if isinstance(metadata, dict) else None
+            found[name] = {
+                str(k): str(v) for k, v in (labels.items() if isinstance(labels, dict) else ())
+            }
+            # NB: the apiserver sets this label on every namespace since 1.21.
+            found[name].setdefault("kubernetes.io/metadata.name", name)
+    if not found:
+        raise InvalidObject(
+            f"no namespaces read: {source} holds none (kubectl get namespaces -o json)"
+        )
     return found
 
 
-def audit(live: list[dict[str, Any]], policy: Policy, *, webhook_namespace: str) -> list[Finding]:
+def audit(
+    live: Iterable[dict[str, Any]],
+    policy: Policy,
+    *,
+    webhook_namespace: str,
+    selection: Selection | None = None,
+) -> list[Finding]:
     """Every pod of `live` the policy would have patched (or refused) that carries no
-    status annotation; finished pods and the webhook's own namespace are left out."""
+    valid status annotation; finished and terminating pods, the webhook's own
+    namespace and (given `selection`) pods the apiserver would never send are left out.
+    A pod in a namespace enforcing Pod Security "restricted" is judged as the
+    restricted entry would judge it."""
     findings = []
     for pod in live:
         podshape.check_pod(pod)  # NB: before reading metadata: `InvalidObject` names the field
         metadata = pod.get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
-        if mutation.STATUS_ANNOTATION in annotations:
-            continue
+        if metadata.get("deletionTimestamp") is not None:
+            continue  # terminating: its replacement is what counts
         status = pod.get("status")
         if isinstance(status, dict) and status.get("phase") in _FINISHED:
             continue
+        if _patched(pod):
+            continue
         namespace = str(metadata.get("namespace") or admission.DEFAULT_NAMESPACE)
+        restricted = False
+        if selection is not None:
+            sent = _sent(selection, namespace, metadata.get("labels") or {})
+            if sent is None:
+                continue
+            restricted = sent
         decision = mutation.mutate(
             pod,
             policy,
             namespace=namespace,
+            restricted=restricted,
             protected_namespaces=frozenset({webhook_namespace}),
         )
         name = str(metadata.get("name") or metadata.get("generateName") or "?")
         owner, fix = _owner(pod, namespace, name)
-        if decision.outcome == "injected":
+        if decision.outcome == "injected" and decision.patch:
             why = f"unpatched: {decision.message}"
         elif decision.outcome == "denied":
             why = f"would be refused: {decision.message}"
-            fix = f"# fix the manifest of {owner}: a restart would be refused"
+            fix = f"# fix the manifest of {printable(owner)}: a restart would be refused"
         else:
             continue
-        findings.append(Finding(namespace, name, owner, why, fix))
+        findings.append(Finding(printable(namespace), printable(name), printable(owner), why, fix))
     return findings
+
+
+def _patched(pod: dict[str, Any]) -> bool:
+    """True when the pod carries the status annotation as the webhook writes it: JSON
+    naming the rule, the volumes, the owner and the init container, which the pod has
+    (none under Pod Security "restricted"). Anything else does not count."""
+    metadata = pod.get("metadata") or {}
+    value = (metadata.get("annotations") or {}).get(mutation.STATUS_ANNOTATION)
+    if not isinstance(value, str):
+        return False
+    try:
+        status = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(status, dict) or set(status) != {"rule", "volumes", "owner", "initContainer"}:
+        return False
+    volumes, init = status["volumes"], status["initContainer"]
+    if not (
+        isinstance(status["rule"], str)
+        and isinstance(status["owner"], str)
+        and isinstance(volumes, list)
+        and volumes
+        and all(isinstance(v, str) for v in volumes)
+    ):
+        return False
+    if init is None:
+        return True
+    containers = (pod.get("spec") or {}).get("initContainers") or ()
+    return isinstance(init, str) and any(
+        isinstance(c, dict) and c.get("name") == init for c in containers
+    )
+
+
+def _sent(selection: Selection, namespace: str, labels: dict[str, str]) -> bool | None:
+    """Whether the apiserver sends the pod: None when no entry does, else whether the
+    entry that does is the Pod Security "restricted" one. A namespace the listing
+    does not hold has just its name label, as a new namespace would."""
+    ns_labels = selection.namespaces.get(namespace, {"kubernetes.io/metadata.name": namespace})
+    pod_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    for entry in selection.entries:
+        if _selects(entry.get("namespaceSelector"), ns_labels) and _selects(
+            entry.get("objectSelector"), pod_labels
+        ):
+            return str(
+                (entry.get("clientConfig") or {}).get("service", {}).get("path", "")
+            ).endswith("/restricted")
+    return None
+
+
+def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    if not selector:
+        return True
+    return LabelSelector.model_validate(selector).matches(labels)
 
 
 def _owner(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str]:
     """The workload that owns `pod` and the command that replaces the pod.
 
     A ReplicaSet named `<deployment>-<pod-template-hash>` belongs to that
-    Deployment (the hash is the pod's `pod-template-hash` label).
+    Deployment (the hash is the pod's `pod-template-hash` label). A command is
+    made only from names Kubernetes accepts and an owner kind known to replace
+    its pods; anything else gets a `#` line saying why, naming the pod.
     """
     metadata = pod.get("metadata") or {}
     references = metadata.get("ownerReferences")
@@ -101,29 +282,69 @@ def _owner(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str]:
         (r for r in references if isinstance(r, dict) and r.get("controller")),
         references[0] if references and isinstance(references[0], dict) else None,
     )
+    pod_ref = printable(f"{namespace}/{name}")
     if controller is None:
-        return "none", f"# re-create the bare pod {namespace}/{name} from its manifest"
+        return "none", f"# re-create the bare pod {pod_ref} from its manifest"
     kind, owner = str(controller.get("kind") or "?"), str(controller.get("name") or "?")
     template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
-    if kind == "ReplicaSet" and template_hash and owner.endswith(f"-{template_hash}"):
+    if (
+        kind == "ReplicaSet"
+        and isinstance(template_hash, str)
+        and template_hash
+        and owner.endswith(f"-{template_hash}")
+    ):
         kind, owner = "Deployment", owner[: -len(template_hash) - 1]
+    shown = f"{kind}/{owner}"
+    problem = _unsafe(namespace, name, kind, owner)
+    if problem is not None:
+        return shown, f"# no command for pod {pod_ref}: {problem}"
     if kind in _RESTARTABLE:
-        return (
-            f"{kind}/{owner}",
-            f"kubectl -n {namespace} rollout restart {_RESTARTABLE[kind]}/{owner}",
+        return shown, _command(
+            "-n", namespace, "rollout", "restart", f"{_RESTARTABLE[kind]}/{owner}"
         )
-    return (
-        f"{kind}/{owner}",
-        f"kubectl -n {namespace} delete pod {name}  # {kind} {owner} re-creates it",
-    )
+    delete = _command("-n", namespace, "delete", "pod", name)
+    return shown, f"{delete}  # {kind} {owner} re-creates it"
+
+
+def _unsafe(namespace: str, name: str, kind: str, owner: str) -> str | None:
+    """Why no command may be made from these values, or None."""
+    if kind not in _RESTARTABLE and kind not in _RECREATING:
+        return (
+            f"its owner's kind {printable(repr(kind))} is not one audit knows to replace pods"
+            f" ({', '.join(sorted({*_RESTARTABLE, *_RECREATING}))}); re-create it as its owner"
+            " does"
+        )
+    for what, value in (("namespace", namespace), ("pod name", name), ("owner name", owner)):
+        pattern = _DNS1123_LABEL if what == "namespace" else _DNS1123_SUBDOMAIN
+        if len(value) > 253 or not pattern.match(value):
+            return f"its {what} {printable(repr(value))} is not a valid Kubernetes name"
+    return None
+
+
+def _command(*arguments: str) -> str:
+    """`kubectl ARGUMENTS`, each word quoted for the shell (validated names need none;
+    the quoting holds should validation ever change)."""
+    return shlex.join(["kubectl", *arguments])
+
+
+def _type_name(value: object) -> str:
+    return "absent" if value is None else f"a {type(value).__name__}"
+
+
+def _kind_of(item: object) -> str:
+    if isinstance(item, dict):
+        kind = item.get("kind")
+        return str(kind) if isinstance(kind, str) else "an object with no kind"
+    return f"a {type(item).__name__}"
 
 
 def report(findings: list[Finding]) -> str:
-    """The findings, one line each, then each fixing command once."""
+    """The findings, one line each, then each fixing command once. Every line is built
+    from escaped values, so the text has exactly the lines made here."""
     if not findings:
         return "no unpatched pods: every pod the policy matches carries the status annotation\n"
-    lines = [f"{f.namespace}/{f.pod} ({f.owner}): {f.why}" for f in findings]
+    lines = [f"{f.namespace}/{f.pod} ({f.owner}): {printable(f.why)}" for f in findings]
     lines.append("")
     lines.append("# to fix, replace them with patched pods:")
-    lines.extend(dict.fromkeys(f.fix for f in findings))
+    lines.extend(dict.fromkeys(printable(f.fix) for f in findings))
     return "\n".join(lines) + "\n"
