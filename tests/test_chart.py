@@ -285,3 +285,22 @@ def test_the_default_values_pass_the_schema() -> None:
     chart = helm.Chart.load(CHART)
     for values in MODES.values():
         chart.validate_schema(chart.merge_values(values))
+
+
+def test_the_ca_bundle_keeps_only_certificates_and_refuses_a_key(tmp_path: Path) -> None:
+    """Guards certificates.caBundle: text around the certificates is dropped from what
+    every webhook entry carries, and a bundle holding a private key fails the render
+    with a message naming the key (it was rendered into the cluster-wide object)."""
+    from tests.test_private_keys import combined
+
+    cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    values = copy.deepcopy(MODES["existingSecret"])
+    values["certificates"]["caBundle"] = f"Bag Attributes: x\n{cert}\ntrailing text\n"
+    config = keyed(render(values))[("MutatingWebhookConfiguration", RELEASE)]
+    bundles = {base64.b64decode(e["clientConfig"]["caBundle"]) for e in config["webhooks"]}
+    assert bundles == {f"{cert}\n".encode()}
+    values["certificates"]["caBundle"] = combined(tmp_path).read_text()
+    with pytest.raises(helm.HelmError) as refused:
+        render(values)
+    assert "holds a private key" in str(refused.value)
+    assert "BEGIN PRIVATE KEY" not in str(refused.value)

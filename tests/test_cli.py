@@ -125,24 +125,32 @@ def test_certs_then_manifests_with_the_ca_bundle(tmp_path: Path) -> None:
         assert {w["clientConfig"]["service"]["namespace"] for w in config["webhooks"]} == {"ops"}
         return {base64.b64decode(w["clientConfig"]["caBundle"]) for w in config["webhooks"]}
 
-    result = run(
-        "certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path),
-        "--print-ca-bundle",
-    )  # fmt: skip
+    made = run("certs", "--service", "dvi", "--namespace", "ops", "--out-dir", str(tmp_path))
+    assert made.returncode == 0 and made.stdout == "", made.stderr
+    result = run("certs", "--out-dir", str(tmp_path), "--print-ca-bundle")
     assert result.returncode == 0, result.stderr
     ca = (tmp_path / "ca.crt").read_bytes()
     assert base64.b64decode(result.stdout.strip()) == ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
-    assert f"--ca-bundle {tmp_path}/ca.crt" in result.stderr
-    assert "kubectl -n ops create secret tls dify-volume-init-tls" in result.stderr
+    assert f"--ca-bundle {tmp_path}/ca.crt" in made.stderr
+    assert "kubectl -n ops create secret tls dify-volume-init-tls" in made.stderr
     served = (tmp_path / "tls.crt").read_bytes()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.iterdir()}
     again = run("certs", "--out-dir", str(tmp_path), "--print-ca-bundle")
-    assert again.returncode == 0, again.stderr
-    assert again.stdout == result.stdout, "a renewal prints the same caBundle"
+    assert (again.returncode, again.stderr) == (0, "")
+    assert again.stdout == result.stdout
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.iterdir()}
+    assert after == before, "--print-ca-bundle writes nothing"
+    renewed = run("certs", "--out-dir", str(tmp_path))
     assert (tmp_path / "tls.crt").read_bytes() != served
-    assert "the caBundle" in again.stderr and "is unchanged" in again.stderr
+    assert "the caBundle" in renewed.stderr and "is unchanged" in renewed.stderr
+    assert run("certs", "--out-dir", str(tmp_path), "--print-ca-bundle").stdout == result.stdout
     assert bundle_in_manifests(tmp_path / "ca.crt") == {ca}
-    start = run("certs", "--rotate-ca", "--out-dir", str(tmp_path), "--print-ca-bundle")
+    mixed = run("certs", "--rotate-ca", "--out-dir", str(tmp_path), "--print-ca-bundle")
+    assert mixed.returncode == 2 and "--print-ca-bundle only prints" in mixed.stderr
+    assert not (tmp_path / "ca-next.crt").exists()
+    assert run("certs", "--rotate-ca", "--out-dir", str(tmp_path)).returncode == 0
+    start = run("certs", "--out-dir", str(tmp_path), "--print-ca-bundle")
     assert start.returncode == 0, start.stderr
     pair = (tmp_path / "ca-bundle.crt").read_bytes()
     assert base64.b64decode(start.stdout.strip()) == pair

@@ -74,7 +74,7 @@ class _CA:
 
     @functools.cached_property
     def cert(self) -> x509.Certificate:
-        return certs.read_certificates(self.cert_path)[0]
+        return certs.read_ca_certificates(self.cert_path)[0]
 
     def authority(self, request: Request) -> certs.Authority:
         if request.given is not None and request.given.cert == self.cert:
@@ -91,6 +91,15 @@ def _serving(d: Path) -> bytes | None:
     """The serving certificate in `d` (PEM, checked), or None when there is none."""
     tls = d / TLS_CERT
     return certs.read_certificate(tls) if tls.exists() else None
+
+
+def bundle_in_force(d: Path) -> Path:
+    """The file the caBundle must hold now: `ca-bundle.crt` during a rotation, else
+    `ca.crt`; a one-line `CertificateError` when there is no CA."""
+    path = d / (BUNDLE if (d / NEXT_CERT).exists() else CA_CERT)
+    if not path.exists():
+        raise CertificateError(f"{path}: not found: no CA in {d}; run `certs` first")
+    return path
 
 
 def _ca(directory: Path, cert_name: str, key_name: str) -> _CA | None:
@@ -203,7 +212,7 @@ def _start(request: Request, current: _CA) -> Outcome:
         raise CertificateError(f"{current.cert_path}: --ca-cert is already the CA in force")
     authority = request.given or certs.new_authority(certs.authority_name(_subject(request)[0]))
     new_pem = request.given_pem or authority.cert_pem
-    old_pem = certs.read_certificate(current.cert_path)
+    old_pem = certs.read_ca_bundle(current.cert_path)
     files = {
         NEXT_CERT: (new_pem, certs.PUBLIC),
         BUNDLE: (old_pem.rstrip(b"\n") + b"\n" + new_pem, certs.PUBLIC),
@@ -235,7 +244,7 @@ def _finish(request: Request, following: _CA) -> Outcome:
     d = request.directory
     key = certs.read_pem(following.key_path, "CA key") if following.key_path.exists() else None
     files, remove = _ca_files(
-        certs.read_certificate(following.cert_path), key, (NEXT_CERT, NEXT_KEY, BUNDLE)
+        certs.read_ca_bundle(following.cert_path), key, (NEXT_CERT, NEXT_KEY, BUNDLE)
     )
     written, gone = _replace(d, files, remove)
     lines = [

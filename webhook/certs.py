@@ -30,6 +30,8 @@ from webhook.engine.errors import CertificateError
 
 LEAF_MAX_DAYS = 365
 CA_DAYS = 3650
+PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+"""In every PEM private key's armour (PRIVATE KEY, RSA/EC/ENCRYPTED PRIVATE KEY)."""
 
 
 IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -100,7 +102,7 @@ def load_authority(cert_path: Path, key_path: Path, *, now: dt.datetime | None =
     key, a key that is not the certificate's, a certificate that is not a CA
     (basicConstraints, keyUsage) or is not valid now.
     """
-    cert = read_certificates(cert_path)[0]
+    cert = _certificates(_without_key(read_pem(cert_path, "certificate"), cert_path), cert_path)[0]
     key_data = read_pem(key_path, "CA key")
     try:
         key = serialization.load_pem_private_key(key_data, password=None)
@@ -117,11 +119,7 @@ def load_authority(cert_path: Path, key_path: Path, *, now: dt.datetime | None =
         serialization.Encoding.DER, spki
     ) != cert.public_key().public_bytes(serialization.Encoding.DER, spki):
         raise CertificateError(f"{key_path}: not the key of the CA certificate {cert_path}")
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if not is_ca:
+    if not _is_ca(cert):
         raise CertificateError(f"{cert_path}: not a CA certificate (no basicConstraints CA:TRUE)")
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -365,11 +363,63 @@ def expiry(cert_pem: bytes) -> dt.datetime:
 
 
 def read_certificate(path: Path) -> bytes:
-    """The bytes of a PEM file of one or more certificates (a CA bundle during a
-    rotation holds two), or a one-line `CertificateError`."""
-    data = read_pem(path, "certificate")
-    _certificates(data, path)
+    """The certificates of a PEM file (a CA bundle during a rotation holds two), as PEM
+    of their CERTIFICATE blocks only, or a one-line `CertificateError`. Anything else
+    the file holds (text, parameters, a key) is left behind: what is returned may be
+    written, printed or rendered."""
+    return pem_of(read_certificates(path))
+
+
+def read_ca_bundle(path: Path, *, now: dt.datetime | None = None) -> bytes:
+    """The CA certificates of a file read as a CA or a caBundle, as PEM of their
+    CERTIFICATE blocks only (see `read_ca_certificates`)."""
+    return pem_of(read_ca_certificates(path, now=now))
+
+
+def read_ca_certificates(path: Path, *, now: dt.datetime | None = None) -> list[x509.Certificate]:
+    """The CA certificates of a file read as a CA or a caBundle, first to last.
+
+    Refused in one line (`CertificateError`): a file that holds a private key (it is
+    never copied anywhere), one with no certificate, a certificate that is not a CA
+    (a serving certificate given by mistake), and a CA that has expired or is not
+    valid yet: the apiserver would trust nothing it signs.
+    """
+    found = _certificates(_without_key(read_pem(path, "certificate"), path), path)
+    now = now or dt.datetime.now(dt.UTC)
+    for index, cert in enumerate(found):
+        where = f"{path}: certificate {index + 1} ({cert.subject.rfc4514_string()})"
+        if not _is_ca(cert):
+            raise CertificateError(
+                f"{where} is not a CA (no basicConstraints CA:TRUE): the caBundle must hold"
+                " the CA that signed the serving certificate, not the certificate itself"
+            )
+        problem = validity_problem(cert.public_bytes(serialization.Encoding.PEM), now)
+        if problem is not None:
+            raise CertificateError(f"{where} {problem}")
+    return found
+
+
+def _without_key(data: bytes, path: Path) -> bytes:
+    """`data`, refused in one line when it holds a private key."""
+    if PRIVATE_KEY_MARK in data:
+        raise CertificateError(
+            f"{path}: holds a private key; a CA certificate or caBundle file must hold only"
+            " CERTIFICATE blocks (give the key alone with --ca-key, and keep it out of"
+            " anything you publish)"
+        )
     return data
+
+
+def pem_of(found: list[x509.Certificate]) -> bytes:
+    """PEM of `found`, CERTIFICATE blocks only."""
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in found)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
 
 
 def read_certificates(path: Path) -> list[x509.Certificate]:

@@ -217,7 +217,8 @@ def _certs_command(commands: Any) -> None:
     certs_cmd.add_argument(
         "--print-ca-bundle",
         action="store_true",
-        help="print the caBundle the webhook configuration must now hold, base64, on stdout",
+        help="only print the caBundle the webhook configuration must hold now (base64, on"
+        " stdout) and write nothing; goes alone, with --out-dir",
     )
 
 
@@ -511,12 +512,24 @@ def _certs(args: argparse.Namespace) -> int:
 
     from webhook import certdir, certs  # noqa: PLC0415
 
+    if args.print_ca_bundle:
+        steps = ("renew", "rotate_ca", "force", "ca_cert", "ca_key", "service", "namespace")
+        mixed = [s for s in steps if getattr(args, s) not in (None, False)]
+        if mixed:
+            flag = "--" + mixed[0].replace("_", "-")
+            raise UsageError(
+                f"--print-ca-bundle only prints the caBundle in force and writes nothing;"
+                f" run the step ({flag}) first, then --print-ca-bundle alone"
+            )
+        bundle = certs.read_ca_bundle(certdir.bundle_in_force(Path(args.out_dir)))
+        print(base64.b64encode(bundle).decode("ascii"))
+        return EXIT_OK
     if (args.ca_cert is None) != (args.ca_key is None):
         raise UsageError("--ca-cert and --ca-key go together")
     given = given_pem = None
     if args.ca_cert is not None:
         given = certs.load_authority(Path(args.ca_cert), Path(args.ca_key))
-        given_pem = certs.read_certificate(Path(args.ca_cert))
+        given_pem = certs.read_ca_bundle(Path(args.ca_cert))
     names = None
     if args.service is not None or args.namespace is not None:
         service = _checked("--service", policy.service_name, args.service, PRODUCT)
@@ -527,7 +540,7 @@ def _certs(args: argparse.Namespace) -> int:
     request = certdir.Request(
         Path(args.out_dir), names, days=args.days, given=given, given_pem=given_pem or b""
     )
-    if args.rotate_ca:
+    if args.rotate_ca is not None:
         outcome = certdir.rotate(request, args.rotate_ca)
     elif args.force:
         outcome = certdir.start_over(request)
@@ -539,9 +552,6 @@ def _certs(args: argparse.Namespace) -> int:
         print(f"removed {path}", file=sys.stderr)
     for line in outcome.lines:
         print(line, file=sys.stderr)
-    if args.print_ca_bundle:
-        bundle = certs.read_certificate(outcome.ca_bundle)
-        print(base64.b64encode(bundle).decode("ascii"))
     return EXIT_OK
 
 
@@ -575,7 +585,7 @@ def _manifests(args: argparse.Namespace) -> int:
     if args.ca_bundle:
         from webhook import certs  # noqa: PLC0415
 
-        ca_bundle = certs.read_certificate(Path(args.ca_bundle))
+        ca_bundle = certs.read_ca_bundle(Path(args.ca_bundle))
     sys.stdout.write(
         manifests.to_yaml(
             manifests.objects(

@@ -85,3 +85,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "dvi.selectionFingerprint" -}}
 {{- include "dvi.selection" . | sha256sum | trunc 16 -}}
 {{- end -}}
+
+{{/* The CERTIFICATE blocks of a PEM caBundle, nothing else; one that holds a private
+     key fails the render (certs.read_ca_bundle refuses it the same way). */}}
+{{- define "dvi.certificatesOnly" -}}
+{{- if contains "PRIVATE KEY" .pem -}}
+{{- fail (printf "%s holds a private key: give only the CA certificate(s); the key must never reach a webhook configuration" .what) -}}
+{{- end -}}
+{{- $blocks := regexFindAll "-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----" .pem -1 -}}
+{{- if not $blocks -}}
+{{- fail (printf "%s holds no PEM certificate" .what) -}}
+{{- end -}}
+{{- printf "%s\n" (join "\n" $blocks) -}}
+{{- end -}}
