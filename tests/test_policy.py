@@ -192,3 +192,21 @@ def test_selector_operators() -> None:
     assert sel("DoesNotExist").matches({"tier": "x"}) is False
     assert sel("In", ["a", "b"]).matches({"tier": "b"}) is True
     assert sel("In", ["a", "b"]).matches({"tier": "c"}) is False
+
+
+def test_yaml_is_read_as_kubernetes_reads_it() -> None:
+    """Guards the reader against YAML 1.1's differences from sigs.k8s.io/yaml (what
+    kubectl and Helm read with): `y`/`n` are booleans, `0o1751` and `1e3` numbers, `1:20`
+    text, a key `y` is "true". A label value written `y` is refused with its line, as
+    Helm's schema refuses it (it was read as the text "y" here and as true there)."""
+    from webhook.engine import yamlfile
+
+    read = yamlfile.load_one("a: [y, N, 0o1751, 1e3, 1.5e1, '1e3', 1:20, 017]\ny: 1\n").value
+    assert read == {"a": [True, False, 1001, 1000, 15, "1e3", "1:20", 15], "true": 1}
+    text = policy.default_policy_text().replace("values: [api, worker, beat]", "values: [y]")
+    errors = policy.policy_errors(text, source="p.yaml")
+    assert len(errors) == 1 and "Input should be a valid string" in errors[0], errors
+    line = text.splitlines().index(next(x for x in text.splitlines() if "values: [y]" in x)) + 1
+    assert errors[0].startswith(f"p.yaml:{line}: "), errors
+    octal = policy.default_policy_text().replace("user: 1001", "user: 0o1751")
+    assert policy.parse_policy(octal, source="p").spec.rules[0].user == 1001

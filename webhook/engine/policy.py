@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from webhook.engine import hostpaths, images, yamlfile
@@ -203,13 +203,87 @@ def _version(value: Any) -> Any:
     return value
 
 
-LabelKey = Annotated[str, AfterValidator(_label_key)]
-LabelValue = Annotated[str, AfterValidator(_label_value)]
-AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
-MountPath = Annotated[str, AfterValidator(_mount_path)]
-Quantity = Annotated[str, BeforeValidator(_quantity)]
-ResourceName = Annotated[str, AfterValidator(_resource_name)]
-Id = Annotated[int, Field(ge=0, le=MAX_ID, strict=True), AfterValidator(_non_root)]
+# The JSON Schema of each checked value (values.schema.json is generated from the model,
+# so Helm refuses what the server refuses): the same expressions written for RE2 (no
+# lookaround), which Helm's validator uses.
+_DNS_SUBDOMAIN_RE = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL_NAME_RE = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_SYSTEM_PATHS = "|".join(p[1:] for p in hostpaths.FORBIDDEN)
+_CONTAINING = "|".join(  # the directories that hold a system path: /var, /var/lib, /opt
+    sorted(
+        {
+            "/".join(p[1:].split("/")[:i])
+            for p in hostpaths.FORBIDDEN
+            for i in range(1, p.count("/"))
+        }
+    )
+)
+_STRING_SCHEMAS: dict[str, dict[str, Any]] = {
+    "label key": {
+        "type": "string",
+        "maxLength": 317,
+        "pattern": f"^({_DNS_SUBDOMAIN_RE}/)?{_LABEL_NAME_RE}$",
+    },
+    "label value": {
+        "type": "string",
+        "maxLength": 63,
+        "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+    },
+    "absolute path": {"type": "string", "pattern": "^/"},
+    "mount path": {
+        "type": "string",
+        "pattern": "^/",
+        "not": {"pattern": f"^/(lib[^/]*(/.*)?|({_SYSTEM_PATHS})(/.*)?|{_CONTAINING})?/?$"},
+    },
+    "quantity": {
+        "type": ["string", "number"],
+        "maxLength": 64,
+        "pattern": r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$",
+        "minimum": 0,
+    },
+    "resource name": {
+        "type": "string",
+        "pattern": "^(cpu|memory|ephemeral-storage|hugepages-.*"
+        f"|{_DNS_SUBDOMAIN_RE}/{_LABEL_NAME_RE})$",
+        "not": {"pattern": "^([^/]*\\.)?kubernetes\\.io/"},
+    },
+    "dns label": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+    "repository": {
+        "type": "string",
+        "maxLength": images.NAME_MAX,
+        "pattern": images.REPOSITORY.pattern,
+    },
+    "image": {
+        "type": "string",
+        "pattern": f"^{images.REPOSITORY.pattern[1:-1]}(:{images.TAG.pattern[1:-1]})?"
+        f"(@{images.DIGEST.pattern[1:-1]})?$",
+        "anyOf": [{"pattern": ":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"}, {"pattern": "@"}],
+        "not": {"pattern": "^[^@]*:latest$"},
+    },
+    "version": {
+        "type": "string",
+        "pattern": r"^[vV]?[0-9]{1,9}\.[0-9]{1,9}(\.[0-9]{1,9})?([^0-9].*)?$",
+    },
+}
+
+
+def _schema(name: str) -> WithJsonSchema:
+    return WithJsonSchema(_STRING_SCHEMAS[name])
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key), _schema("label key")]
+LabelValue = Annotated[str, AfterValidator(_label_value), _schema("label value")]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path), _schema("absolute path")]
+MountPath = Annotated[str, AfterValidator(_mount_path), _schema("mount path")]
+Quantity = Annotated[str, BeforeValidator(_quantity), _schema("quantity")]
+ResourceName = Annotated[str, AfterValidator(_resource_name), _schema("resource name")]
+DnsLabel = Annotated[str, AfterValidator(dns_label), _schema("dns label")]
+Id = Annotated[
+    int,
+    Field(ge=0, le=MAX_ID, strict=True),
+    AfterValidator(_non_root),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 
 
 class _Model(BaseModel):
@@ -217,13 +291,29 @@ class _Model(BaseModel):
         extra="forbid",
         frozen=True,
         alias_generator=to_camel,
-        populate_by_name=True,
+        validate_by_name=False,
+        validate_by_alias=True,
         str_strip_whitespace=False,
     )
 
 
 class LabelSelectorRequirement(_Model):
     """One `matchExpressions` entry, with Kubernetes' semantics."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"operator": {"enum": ["In", "NotIn"]}}},
+                    "then": {"required": ["values"], "properties": {"values": {"minItems": 1}}},
+                },
+                {
+                    "if": {"properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}}},
+                    "then": {"properties": {"values": {"maxItems": 0}}},
+                },
+            ]
+        }
+    )
 
     key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -250,6 +340,18 @@ class LabelSelectorRequirement(_Model):
 
 class LabelSelector(_Model):
     """A Kubernetes LabelSelector: every matchLabels pair and every expression must hold."""
+
+    model_config = ConfigDict(
+        json_schema_extra={  # NB: an empty selector would select every pod
+            "anyOf": [
+                {"required": ["matchLabels"], "properties": {"matchLabels": {"minProperties": 1}}},
+                {
+                    "required": ["matchExpressions"],
+                    "properties": {"matchExpressions": {"minItems": 1}},
+                },
+            ]
+        }
+    )
 
     match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     match_expressions: tuple[LabelSelectorRequirement, ...] = ()
@@ -314,8 +416,8 @@ class ResourceRequirements(_Model):
 class InitContainer(_Model):
     """What the injected init container is called and which image runs it."""
 
-    name: Annotated[str, AfterValidator(dns_label)] = "volume-permissions"
-    image: Annotated[str, AfterValidator(image_reference)] = "busybox:1.36.1"
+    name: DnsLabel = "volume-permissions"
+    image: Annotated[str, AfterValidator(image_reference), _schema("image")] = "busybox:1.36.1"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
@@ -323,8 +425,8 @@ class InitContainer(_Model):
 class ImageRule(_Model):
     """One app image a rule fixes, and the version from which it runs as non-root."""
 
-    repository: Annotated[str, AfterValidator(_repository)]
-    non_root_since: Annotated[str, BeforeValidator(_version)] | None = None
+    repository: Annotated[str, AfterValidator(_repository), _schema("repository")]
+    non_root_since: Annotated[str, BeforeValidator(_version), _schema("version")] | None = None
 
     @property
     def since(self) -> images.Version | None:
@@ -345,7 +447,7 @@ class ImageRule(_Model):
 class Rule(_Model):
     """Which pods (selectors) get which volumes (mount paths) owned by whom."""
 
-    name: Annotated[str, AfterValidator(dns_label)]
+    name: DnsLabel
     pod_selectors: tuple[LabelSelector, ...] = Field(min_length=1)
     mount_paths: tuple[MountPath, ...] = Field(min_length=1)
     user: Id = 1001
@@ -383,7 +485,7 @@ class Rule(_Model):
 class PolicySpec(_Model):
     """The `spec` of a policy: namespaces left alone and the ordered rules."""
 
-    exclude_namespaces: tuple[Annotated[str, AfterValidator(dns_label)], ...] = ()
+    exclude_namespaces: tuple[DnsLabel, ...] = ()
     namespace_selector: LabelSelector | None = None
     """When set, only namespaces it matches are sent (opt-in); the exclusions still apply.
     The apiserver applies it (it is rendered into the webhook configuration)."""
@@ -491,29 +593,79 @@ def default_policy() -> Policy:
     return parse_policy(default_policy_text(), source="<built-in policy>")
 
 
-def selection(policy: Policy) -> dict[str, Any]:
-    """What the webhook configuration is derived from: the pod selectors of each rule,
-    the excluded namespaces and the opt-in namespace selector. A policy edit that
-    changes this needs the webhook configuration re-applied."""
+ALWAYS_EXCLUDED = ("kube-system",)
+"""Namespaces every webhook configuration leaves out whatever the policy says (with the
+webhook's own): listing them in `excludeNamespaces` changes nothing that is sent."""
+
+
+def canonical_selection(policy: Policy) -> str:
+    """What the webhook configuration is derived from, in one canonical form: the pod
+    selectors of every rule (a set: rule order, selector order, duplicates and how the
+    selectors are split between rules do not count), the excluded namespaces (a set,
+    less those always excluded) and the opt-in namespace selector. Each selector is the
+    sorted set of its requirements, `matchLabels {k: v}` written as `k In [v]`, values
+    sorted without duplicates. The chart's `dvi.selection` template builds the same
+    text, byte for byte; a policy edit that changes it needs the webhook configuration
+    re-applied."""
+    selectors = sorted({_canonical(s) for r in policy.spec.rules for s in r.pod_selectors})
+    excluded = sorted(set(policy.spec.exclude_namespaces) - set(ALWAYS_EXCLUDED))
     opt_in = policy.spec.namespace_selector
-    return {
-        "podSelectors": [
-            [
-                s.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-                for s in r.pod_selectors
-            ]
-            for r in policy.spec.rules
-        ],
-        "excludeNamespaces": list(policy.spec.exclude_namespaces),
-        "namespaceSelector": (
-            None
-            if opt_in is None
-            else opt_in.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        ),
+    return (
+        f'{{"excludeNamespaces":{_json(excluded)},'
+        f'"namespaceSelector":{"null" if opt_in is None else _canonical(opt_in)},'
+        f'"podSelectors":[{",".join(selectors)}]}}'
+    )
+
+
+def _canonical(selector: LabelSelector) -> str:
+    requirements = {
+        _json({"key": key, "operator": "In", "values": [value]})
+        for key, value in selector.match_labels.items()
     }
+    for expression in selector.match_expressions:
+        entry: dict[str, Any] = {"key": expression.key, "operator": expression.operator}
+        if expression.values:
+            entry["values"] = sorted(set(expression.values))
+        requirements.add(_json(entry))
+    return f"[{','.join(sorted(requirements))}]"
+
+
+def _json(value: Any) -> str:
+    """JSON as Go's encoding/json writes it for these values: keys sorted, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def selection_fingerprint(policy: Policy) -> str:
-    """A short digest of `selection(policy)`, stamped on what `manifests` renders."""
-    canonical = json.dumps(selection(policy), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """A short digest of `canonical_selection(policy)`, stamped on what `manifests`
+    renders: it changes only when what the apiserver sends changes."""
+    return hashlib.sha256(canonical_selection(policy).encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy document, self-contained (no `$ref`), as the chart's
+    values.schema.json holds it under `policy`: what it refuses, the server refuses."""
+    schema = Policy.model_json_schema(by_alias=True, mode="validation")
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[1]])
+            out = {
+                k: inline(v)
+                for k, v in node.items()
+                if k not in ("title", "default", "description")
+            }
+            if "patternProperties" in out:
+                # NB: a key schema becomes patternProperties, which lets a key that does not
+                # match through; the server refuses such a key, so the schema must too.
+                ((pattern, values),) = out.pop("patternProperties").items()
+                out["propertyNames"] = {**out.get("propertyNames", {}), "pattern": pattern}
+                out["additionalProperties"] = values
+            return out
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined

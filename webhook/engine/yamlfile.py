@@ -16,6 +16,7 @@ line, raised after a bounded amount of work.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,6 +195,8 @@ class _Walk:
         track = self.lines is not None
         for key_node, value_node in node.value:
             key = _scalar(self.loader, key_node)
+            if not isinstance(key, str):
+                key = _json_key(key)
             if key in out:
                 raise YAMLFileError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
             child = (*path, str(key)) if track else path
@@ -215,6 +218,46 @@ INT64 = (-(2**63), 2**64 - 1)
 PAST_INT64 = "an integer past 64 bits: no Kubernetes field holds one"
 
 
+# Plain scalars PyYAML (YAML 1.1) reads as text that sigs.k8s.io/yaml (go-yaml v2, which
+# kubectl, Helm and the apiserver use) reads as another type: `y`/`n` are booleans,
+# `1e3` and `1.0e3` are numbers (PyYAML wants a dot and a signed exponent), `0o17` is 15.
+_GO_FIRST = frozenset("yYnN+-.0123456789")
+_GO_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
+_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_GO_OCTAL = re.compile(r"^[-+]?0[oO]_?[0-7]+(_[0-7]+)*$")
+_SEXAGESIMAL_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+def _as_go_reads(text: str) -> Any:
+    """A plain scalar PyYAML resolved as text, as sigs.k8s.io/yaml resolves it."""
+    if text in _GO_BOOLS:
+        return _GO_BOOLS[text]
+    if _GO_OCTAL.match(text):
+        number = int(text.replace("_", ""), 0)
+        return number if INT64[0] <= number <= INT64[1] else text
+    if _GO_FLOAT.match(text):
+        value = float(text)
+        return _json_number(value) if math.isfinite(value) else text
+    return text
+
+
+def _json_key(key: Any) -> str:
+    """A key that is not text, as sigs.k8s.io/yaml writes it in JSON: `y: 1` and
+    `true: 1` are both `"true": 1`, `1: a` is `"1": a`, `~: a` is `"null": a`."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return str(key)
+
+
+def _json_number(value: float) -> float | int:
+    """`value` as it comes back from JSON: Go writes 1000.0 as `1000`, an integer."""
+    if value.is_integer() and INT64[0] <= value <= INT64[1]:
+        return int(value)
+    return value
+
+
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     """A scalar as Kubernetes reads YAML (sigs.k8s.io/yaml: YAML to JSON): every value
     has a JSON form. A timestamp stays its text, `!!binary` is its UTF-8 text, and what
@@ -223,7 +266,12 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         raise YAMLFileError("a mapping key must be a plain value", node.start_mark.line + 1)
     tag = node.tag
     if tag in _TEXT_TAGS:  # most scalars of a manifest
-        return node.value
+        value = node.value
+        if tag == _STR_TAG and not node.style and value and value[0] in _GO_FIRST:
+            return _as_go_reads(value)
+        return value
+    if not node.style and tag in _SEXAGESIMAL_TAGS and ":" in node.value:
+        return node.value  # NB: `1:20` is 80 to YAML 1.1, the text itself to Kubernetes
     line = node.start_mark.line + 1
     try:
         construct = loader.yaml_constructors.get(tag)
@@ -250,5 +298,5 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise YAMLFileError(f"{node.value!r} (not a finite number) has no JSON form", line)
-        return value
+        return _json_number(value)
     raise YAMLFileError(f"a value tagged {tag} has no JSON form", line)

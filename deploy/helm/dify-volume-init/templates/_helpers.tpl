@@ -48,6 +48,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* A LabelSelector with its empty parts left out, as JSON (the policy's selector
      as `manifests` writes it: pydantic's exclude_defaults). */}}
 {{- define "dvi.selector" -}}
+{{- if not (or .matchLabels .matchExpressions) -}}
+{{- fail "policy: a selector needs matchLabels or matchExpressions (an empty one would select every pod)" -}}
+{{- end -}}
 {{- $out := dict -}}
 {{- if .matchLabels -}}{{- $_ := set $out "matchLabels" .matchLabels -}}{{- end -}}
 {{- if .matchExpressions -}}
@@ -62,23 +65,37 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toJson $out -}}
 {{- end -}}
 
-{{/* The policy's selection (webhook.engine.policy.selection) as canonical JSON:
-     Go's json sorts keys and adds no spaces, as `json.dumps(sort_keys=True,
-     separators=(",", ":"))` does. */}}
+{{/* One selector in canonical form (webhook.engine.policy._canonical): the sorted set of
+     its requirements as JSON, matchLabels {k: v} written as k In [v], values sorted
+     without duplicates. Go's json sorts keys and adds no spaces, as the Python does. */}}
+{{- define "dvi.canonicalSelector" -}}
+{{- $requirements := list -}}
+{{- range $key, $value := (.matchLabels | default dict) -}}
+{{- $requirements = append $requirements (dict "key" $key "operator" "In" "values" (list $value) | toJson) -}}
+{{- end -}}
+{{- range (.matchExpressions | default list) -}}
+{{- $entry := dict "key" .key "operator" .operator -}}
+{{- if .values -}}{{- $_ := set $entry "values" (.values | sortAlpha | uniq) -}}{{- end -}}
+{{- $requirements = append $requirements ($entry | toJson) -}}
+{{- end -}}
+{{- printf "[%s]" (join "," ($requirements | sortAlpha | uniq)) -}}
+{{- end -}}
+
+{{/* The policy's selection in canonical form (webhook.engine.policy.canonical_selection),
+     byte for byte: the set of every rule's selectors, the excluded namespaces as a set
+     less kube-system (always excluded), the opt-in namespace selector. */}}
 {{- define "dvi.selection" -}}
 {{- $spec := .Values.policy.spec -}}
-{{- $rules := list -}}
-{{- range $spec.rules -}}
 {{- $selectors := list -}}
+{{- range $spec.rules -}}
 {{- range .podSelectors -}}
-{{- $selectors = append $selectors (include "dvi.selector" . | fromJson) -}}
+{{- $selectors = append $selectors (include "dvi.canonicalSelector" .) -}}
 {{- end -}}
-{{- $rules = append $rules $selectors -}}
 {{- end -}}
-{{- $optIn := dict -}}
-{{- if $spec.namespaceSelector -}}{{- $optIn = include "dvi.selector" $spec.namespaceSelector | fromJson -}}{{- end -}}
-{{- $selection := dict "podSelectors" $rules "excludeNamespaces" ($spec.excludeNamespaces | default list) "namespaceSelector" (ternary $optIn nil (not (empty $optIn))) -}}
-{{- toJson $selection -}}
+{{- $excluded := without (($spec.excludeNamespaces | default list) | sortAlpha | uniq) "kube-system" -}}
+{{- $optIn := "null" -}}
+{{- if $spec.namespaceSelector -}}{{- $optIn = include "dvi.canonicalSelector" $spec.namespaceSelector -}}{{- end -}}
+{{- printf "{\"excludeNamespaces\":%s,\"namespaceSelector\":%s,\"podSelectors\":[%s]}" (toJson $excluded) $optIn (join "," ($selectors | sortAlpha | uniq)) -}}
 {{- end -}}
 
 {{/* The selection's fingerprint (webhook.engine.policy.selection_fingerprint). */}}
