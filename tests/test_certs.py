@@ -280,12 +280,17 @@ def test_an_organisations_ca_signs_and_its_key_is_never_copied(tmp_path: Path) -
 
 
 def test_a_serving_certificate_never_outlives_its_ca(tmp_path: Path) -> None:
-    """Guards the notAfter cap: a CA with ten days left gives a ten-day certificate."""
+    """Guards a CA that ends before the serving certificate would: refused in one line
+    naming its end (it was silently cut short to the CA's end); fewer --days pass."""
     cert_file, key_file, _ = organisation(tmp_path, days=10)
     given = certs.load_authority(cert_file, key_file)
-    certdir.issue(request(tmp_path / "out", given=given, given_pem=cert_file.read_bytes()))
+    asked = request(tmp_path / "out", given=given, given_pem=cert_file.read_bytes())
+    with pytest.raises(CertificateError, match=r"ends on .* before the 365 days asked"):
+        certdir.issue(asked)
+    assert not (tmp_path / "out" / "tls.crt").exists()
+    certdir.issue(request(tmp_path / "out", given=given, given_pem=b"", days=5))
     served = certs.expiry((tmp_path / "out" / "tls.crt").read_bytes())
-    assert served == given.cert.not_valid_after_utc
+    assert served <= given.cert.not_valid_after_utc
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,14 @@ previous one was done, and writes its files as one set (`replace_files`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import fcntl
 import functools
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +44,71 @@ BUNDLE = "ca-bundle.crt"
 TLS_CERT, TLS_KEY = "tls.crt", "tls.key"
 ROTATION_STEPS = ("start", "switch", "finish")
 SECRET = f"{PRODUCT}-tls"
+FILES = (CA_CERT, CA_KEY, NEXT_CERT, NEXT_KEY, BUNDLE, TLS_CERT, TLS_KEY)
+LOCK_TIMEOUT = 30.0
+"""Seconds a second `certs` on the same directory waits for the first."""
+
+
+@contextlib.contextmanager
+def locked(d: Path, *, timeout: float = LOCK_TIMEOUT, recover: bool = True) -> Iterator[list[str]]:
+    """Hold the directory's lock (an flock on the directory itself: no lock file to
+    leave behind), then make the directory whole (`certs.recover`); yields what the
+    recovery did. A second holder waits up to `timeout` seconds, then a one-line
+    `CertificateError` names the process holding it."""
+    if recover:
+        certs.make_directory(d)
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CertificateError(f"{d}: cannot open the directory: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise CertificateError(f"{d}: cannot lock: {exc.strerror}") from None
+                if time.monotonic() >= deadline:
+                    raise CertificateError(
+                        f"{d}: another `certs` ({_holder(fd)}) has worked on this directory"
+                        f" for more than {timeout:g} s; wait for it, or stop it and run again"
+                        " (an interrupted run is finished or undone on the next)"
+                    ) from None
+                time.sleep(0.05)
+        if recover:
+            yield certs.recover(d, FILES)
+        elif (d / certs.JOURNAL).exists():
+            raise CertificateError(
+                f"{d / certs.JOURNAL}: a write was interrupted here; any `certs` step"
+                " (e.g. --renew) finishes it first"
+            )
+        else:
+            yield []
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    """`pid N: its command line` of the process holding the flock on `fd`'s inode,
+    read from /proc/locks; `an unknown process` when it cannot be told."""
+    info = os.fstat(fd)
+    inode = f":{info.st_ino} "
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if "FLOCK" in fields and inode in line and "->" not in fields:
+                    pid = fields[4]
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    text = command.replace(b"\0", b" ").decode(errors="replace")
+                    # NB: a command line can hold newlines; one line is printed
+                    shown = "".join(c if c.isprintable() else " " for c in text).strip()
+                    return f"pid {pid}: {' '.join(shown.split())[:120]}"
+    except OSError:
+        pass
+    return "an unknown process"
 
 
 @dataclass(frozen=True)
@@ -158,6 +229,7 @@ def _first_set(request: Request, *, remove: tuple[str, ...] = ()) -> Outcome:
     d = request.directory
     names = _subject(request)[0]
     authority = request.given or certs.new_authority(certs.authority_name(names))
+    certs.check_signer(authority, names, request.ip_addresses, days=request.days)
     files, remove = _ca_files(
         request.given_pem or authority.cert_pem,
         None if request.given else authority.key_pem,
@@ -196,6 +268,11 @@ def rotate(request: Request, step: str) -> Outcome:
     if following is None:
         raise CertificateError(
             f"{d / NEXT_CERT}: no rotation under way: begin one with `certs --rotate-ca start`"
+        )
+    if request.given is not None and request.given.cert != following.cert:
+        raise CertificateError(
+            f"{following.cert_path}: --ca-cert is not the CA this rotation moves to; give"
+            f" that CA's files, or none (`certs --rotate-ca {step}`)"
         )
     if step == "switch":
         return _switch(request, following)
@@ -297,6 +374,7 @@ def _signer_of_serving(d: Path, cas: list[_CA]) -> _CA | None:
 def _write_serving(request: Request, authority: certs.Authority) -> list[Path]:
     d = request.directory
     names, ips = _subject(request)
+    certs.check_signer(authority, names, ips, days=request.days)
     cert, key = certs.issue(authority, dns_names=names, ip_addresses=ips, days=request.days)
     return certs.replace_files(d, {TLS_CERT: (cert, certs.PUBLIC), TLS_KEY: (key, certs.PRIVATE)})
 
@@ -322,12 +400,18 @@ def _until(written: list[Path]) -> str:
     return f"valid until {expires:%Y-%m-%d}"
 
 
-def _namespace(d: Path) -> str:
+def service_in_place(d: Path) -> tuple[str, str]:
+    """The Service name and namespace the serving certificate in `d` is for (its
+    `<service>.<namespace>.svc` name), else the default Service's."""
     for name in _in_place(d)[0]:
         parts = name.split(".")
         if len(parts) == 3 and parts[2] == "svc":
-            return parts[1]
-    return PRODUCT
+            return parts[0], parts[1]
+    return PRODUCT, PRODUCT
+
+
+def _namespace(d: Path) -> str:
+    return service_in_place(d)[1]
 
 
 def _update_secret(d: Path) -> str:

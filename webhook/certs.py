@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -134,6 +137,62 @@ def load_authority(cert_path: Path, key_path: Path, *, now: dt.datetime | None =
             f" to {_day(cert.not_valid_after_utc)})"
         )
     return Authority(cert, key)
+
+
+def check_signer(
+    authority: Authority,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    *,
+    days: int,
+    now: dt.datetime | None = None,
+) -> None:
+    """Refuse, in one line, a CA that cannot give what is asked: one whose name
+    constraints exclude a name of the Service (the apiserver would refuse the chain),
+    or one that ends before the serving certificate would (it would end with the CA,
+    sooner than asked, and the webhook stop with it)."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        constraints = authority.cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None:
+        for name in dns_names:
+            permitted = [
+                t.value for t in constraints.permitted_subtrees or () if isinstance(t, x509.DNSName)
+            ]
+            excluded = [
+                t.value for t in constraints.excluded_subtrees or () if isinstance(t, x509.DNSName)
+            ]
+            if any(_dns_within(name, tree) for tree in excluded) or (
+                permitted and not any(_dns_within(name, tree) for tree in permitted)
+            ):
+                raise CertificateError(
+                    f"the CA {authority.cert.subject.rfc4514_string()} may not sign {name}: its"
+                    f" name constraints permit {permitted or 'any'} and exclude"
+                    f" {excluded or 'none'}"
+                )
+        if ip_addresses and any(
+            isinstance(t, x509.IPAddress) for t in constraints.permitted_subtrees or ()
+        ):
+            raise CertificateError(
+                f"the CA {authority.cert.subject.rfc4514_string()} constrains IP"
+                " addresses; issue without them (--service/--namespace names only)"
+            )
+    wanted = now + dt.timedelta(days=days)
+    if authority.cert.not_valid_after_utc < wanted:
+        raise CertificateError(
+            f"the CA {authority.cert.subject.rfc4514_string()} ends on"
+            f" {_day(authority.cert.not_valid_after_utc)}, before the {days} days asked"
+            f" ({_day(wanted)}): ask fewer --days, or move to a new CA first"
+            " (`certs --rotate-ca`)"
+        )
+
+
+def _dns_within(name: str, tree: str) -> bool:
+    tree = tree.lstrip(".").lower()
+    name = name.lower()
+    return name == tree or name.endswith("." + tree)
 
 
 def _day(when: dt.datetime) -> str:
@@ -287,32 +346,99 @@ def make_directory(directory: Path) -> None:
         raise CertificateError(f"{directory}: cannot create directory: {exc.strerror}") from None
 
 
+JOURNAL = ".journal"
+"""In a certificate directory while a set of files is being switched in: the staged
+files and their targets. Its presence means "roll forward": `recover` finishes it."""
+
+
 def replace_files(
     directory: Path, files: dict[str, tuple[bytes, int]], *, remove: tuple[str, ...] = ()
 ) -> list[Path]:
-    """Write `files` (name: data, mode) into `directory`, then remove `remove`.
+    """Write `files` (name: data, mode) into `directory`, then remove `remove`, as one set.
 
-    Every file is first written in full to a temporary file beside its target
-    (and synced); only when all are staged are they renamed into place, so a
-    full disk or a permission error changes nothing, and the renames leave no
-    file half-written.
+    Every file is first written in full to a temporary file beside its target (and
+    synced); then a journal naming them is written in one rename, and only then are
+    they renamed into place. Interrupted anywhere (a signal, a full disk, a crash), the
+    directory holds either the old set or, with the journal, a set `recover` finishes:
+    never a certificate beside another certificate's key.
     """
     staged: list[tuple[str, Path]] = []
     try:
         for name, (data, mode) in files.items():
             staged.append((_stage(directory / name, data, mode=mode), directory / name))
-        for tmp, target in staged:
-            os.replace(tmp, target)
-        for name in remove:
-            if name not in files:
-                (directory / name).unlink(missing_ok=True)
+        journal: dict[str, list[Any]] = {
+            "replace": [[Path(tmp).name, target.name] for tmp, target in staged],
+            "remove": [name for name in remove if name not in files],
+        }
+        journal_tmp = _stage(directory / JOURNAL, json.dumps(journal).encode(), mode=PRIVATE)
+        os.replace(journal_tmp, directory / JOURNAL)
+        _sync_directory(directory)
+        _roll_forward(directory, journal)
     except OSError as exc:
         failed = exc.filename or directory
         raise CertificateError(f"{failed}: cannot write: {exc.strerror}") from None
     finally:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+        if not (directory / JOURNAL).exists():
+            for tmp, _ in staged:
+                Path(tmp).unlink(missing_ok=True)
     return [target for _, target in staged]
+
+
+def _roll_forward(directory: Path, journal: dict[str, list[Any]]) -> None:
+    """Rename each staged file still there into place, remove what goes, drop the journal.
+    Done again after an interruption, it finishes the same set."""
+    for tmp_name, target in journal["replace"]:
+        tmp = directory / tmp_name
+        if tmp.exists():
+            os.replace(tmp, directory / target)
+    for name in journal["remove"]:
+        (directory / name).unlink(missing_ok=True)
+    _sync_directory(directory)
+    (directory / JOURNAL).unlink()
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover(directory: Path, names: tuple[str, ...]) -> list[str]:
+    """Make `directory` whole after an interrupted write: finish a journalled set,
+    remove staged files left behind (`names` are the files the directory may hold)
+    and make a private key anyone else can read private again. What it did, one line
+    each."""
+    lines: list[str] = []
+    journal_path = directory / JOURNAL
+    if journal_path.exists():
+        try:
+            journal = json.loads(journal_path.read_text())
+            _roll_forward(directory, journal)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CertificateError(
+                f"{journal_path}: an interrupted write cannot be finished ({exc}); move the"
+                " directory aside and start over with `certs --force`"
+            ) from None
+        lines.append(f"finished the interrupted write recorded in {journal_path}")
+    prefixes = tuple(f".{name}." for name in (*names, JOURNAL))
+    for leftover in sorted(directory.glob(".*")):
+        if leftover.name.startswith(prefixes) and leftover.is_file():
+            leftover.unlink()
+            lines.append(f"removed {leftover}, left by an interrupted run")
+    for name in names:
+        path = directory / name
+        if name.endswith(".key") and path.is_file():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                path.chmod(PRIVATE)
+                lines.append(
+                    f"warning: {path} was readable by others (mode {mode:04o}); it is 0600"
+                    " now: whoever read it can sign certificates the webhook trusts"
+                )
+    return lines
 
 
 def _stage(target: Path, data: bytes, *, mode: int) -> str:

@@ -174,7 +174,9 @@ def _certs_command(commands: Any) -> None:
         "--service", help=f"Service name (default: kept from tls.crt, else {PRODUCT})"
     )
     certs_cmd.add_argument(
-        "--namespace", help=f"its namespace (default: kept from tls.crt, else {PRODUCT})"
+        "-n",
+        "--namespace",
+        help=f"its namespace, the webhook's own (default: kept from tls.crt, else {PRODUCT})",
     )
     certs_cmd.add_argument("--out-dir", default="certs", help="the directory (default certs/)")
     certs_cmd.add_argument(
@@ -213,6 +215,13 @@ def _certs_command(commands: Any) -> None:
         "--ca-key",
         metavar="FILE",
         help="the key of --ca-cert (PEM, unencrypted; never copied); default none",
+    )
+    certs_cmd.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for another `certs` working on --out-dir; default 30",
     )
     certs_cmd.add_argument(
         "--print-ca-bundle",
@@ -512,6 +521,7 @@ def _certs(args: argparse.Namespace) -> int:
 
     from webhook import certdir, certs  # noqa: PLC0415
 
+    directory = Path(args.out_dir)
     if args.print_ca_bundle:
         steps = ("renew", "rotate_ca", "force", "ca_cert", "ca_key", "service", "namespace")
         mixed = [s for s in steps if getattr(args, s) not in (None, False)]
@@ -521,31 +531,37 @@ def _certs(args: argparse.Namespace) -> int:
                 f"--print-ca-bundle only prints the caBundle in force and writes nothing;"
                 f" run the step ({flag}) first, then --print-ca-bundle alone"
             )
-        bundle = certs.read_ca_bundle(certdir.bundle_in_force(Path(args.out_dir)))
+        with certdir.locked(directory, timeout=args.lock_timeout, recover=False):
+            bundle = certs.read_ca_bundle(certdir.bundle_in_force(directory))
         print(base64.b64encode(bundle).decode("ascii"))
         return EXIT_OK
     if (args.ca_cert is None) != (args.ca_key is None):
         raise UsageError("--ca-cert and --ca-key go together")
+    if not 1 <= args.days <= certs.LEAF_MAX_DAYS:
+        raise UsageError(f"--days must be between 1 and {certs.LEAF_MAX_DAYS}")
     given = given_pem = None
     if args.ca_cert is not None:
         given = certs.load_authority(Path(args.ca_cert), Path(args.ca_key))
         given_pem = certs.read_ca_bundle(Path(args.ca_cert))
-    names = None
-    if args.service is not None or args.namespace is not None:
-        service = _checked("--service", policy.service_name, args.service, PRODUCT)
-        namespace = _checked("--namespace", policy.dns_label, args.namespace, PRODUCT)
-        names = certs.service_names(service, namespace)
-    if not 1 <= args.days <= certs.LEAF_MAX_DAYS:
-        raise UsageError(f"--days must be between 1 and {certs.LEAF_MAX_DAYS}")
-    request = certdir.Request(
-        Path(args.out_dir), names, days=args.days, given=given, given_pem=given_pem or b""
-    )
-    if args.rotate_ca is not None:
-        outcome = certdir.rotate(request, args.rotate_ca)
-    elif args.force:
-        outcome = certdir.start_over(request)
-    else:
-        outcome = certdir.issue(request, renew_only=args.renew)
+    with certdir.locked(directory, timeout=args.lock_timeout) as recovered:
+        for line in recovered:
+            print(line, file=sys.stderr)
+        names = None
+        if args.service is not None or args.namespace is not None:
+            # NB: the one not given is kept from the serving certificate in place.
+            kept_service, kept_namespace = certdir.service_in_place(directory)
+            service = _checked("--service", policy.service_name, args.service, kept_service)
+            namespace = _checked("--namespace", policy.dns_label, args.namespace, kept_namespace)
+            names = certs.service_names(service, namespace)
+        request = certdir.Request(
+            directory, names, days=args.days, given=given, given_pem=given_pem or b""
+        )
+        if args.rotate_ca is not None:
+            outcome = certdir.rotate(request, args.rotate_ca)
+        elif args.force:
+            outcome = certdir.start_over(request)
+        else:
+            outcome = certdir.issue(request, renew_only=args.renew)
     for path in outcome.written:
         print(f"wrote {path}", file=sys.stderr)
     for path in outcome.removed:
