@@ -133,17 +133,21 @@ def test_a_failing_file_system_leaves_a_set_the_next_run_completes(
     for failing in range(1, 4):
         calls = [0]
 
-        def replace(src: str | Path, dst: str | Path, *, _calls: list[int] = calls) -> None:
+        def replace(
+            src: str | Path, dst: str | Path, *, _calls: list[int] = calls, _at: int = failing
+        ) -> None:
             _calls[0] += 1
-            if _calls[0] == failing:
+            if _calls[0] == _at:
                 raise OSError(28, "No space left on device", str(dst))
             real(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
         request = certdir.Request(d, None)
-        with pytest.raises(certs.CertificateError, match="No space left on device"):
-            with certdir.locked(d):
-                certdir.issue(request, renew_only=True)
+        with (
+            pytest.raises(certs.CertificateError, match="No space left on device"),
+            certdir.locked(d),
+        ):
+            certdir.issue(request, renew_only=True)
         monkeypatch.setattr(os, "replace", real)
         assert run("certs", "--out-dir", str(d), "--renew").returncode == 0
         assert_consistent(d)
