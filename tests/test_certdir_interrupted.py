@@ -174,6 +174,9 @@ def test_a_second_certs_waits_then_names_who_holds_the_directory(tmp_path: Path)
         assert result.returncode == 2
         assert f"(pid {holder.pid}: {sys.executable} -c " in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
+        for bad in ("nan", "-1", "1e9"):
+            refused = run("certs", "--out-dir", str(d), "--lock-timeout", bad)
+            assert refused.returncode == 2 and "--lock-timeout must be" in refused.stderr
         assert {p.name: p.read_bytes() for p in d.iterdir()} == before
     finally:
         holder.kill()

@@ -522,6 +522,8 @@ def _certs(args: argparse.Namespace) -> int:
     from webhook import certdir, certs  # noqa: PLC0415
 
     directory = Path(args.out_dir)
+    if not 0 <= args.lock_timeout <= 3600:  # NB: also refuses nan, which would wait forever
+        raise UsageError("--lock-timeout must be between 0 and 3600 seconds")
     if args.print_ca_bundle:
         steps = ("renew", "rotate_ca", "force", "ca_cert", "ca_key", "service", "namespace")
         mixed = [s for s in steps if getattr(args, s) not in (None, False)]
@@ -543,16 +545,22 @@ def _certs(args: argparse.Namespace) -> int:
     if args.ca_cert is not None:
         given = certs.load_authority(Path(args.ca_cert), Path(args.ca_key))
         given_pem = certs.read_ca_bundle(Path(args.ca_cert))
+    service = (
+        None if args.service is None else _checked("--service", policy.service_name, args.service)
+    )
+    namespace = (
+        None
+        if args.namespace is None
+        else _checked("--namespace", policy.dns_label, args.namespace)
+    )
     with certdir.locked(directory, timeout=args.lock_timeout) as recovered:
         for line in recovered:
             print(line, file=sys.stderr)
         names = None
-        if args.service is not None or args.namespace is not None:
+        if service is not None or namespace is not None:
             # NB: the one not given is kept from the serving certificate in place.
             kept_service, kept_namespace = certdir.service_in_place(directory)
-            service = _checked("--service", policy.service_name, args.service, kept_service)
-            namespace = _checked("--namespace", policy.dns_label, args.namespace, kept_namespace)
-            names = certs.service_names(service, namespace)
+            names = certs.service_names(service or kept_service, namespace or kept_namespace)
         request = certdir.Request(
             directory, names, days=args.days, given=given, given_pem=given_pem or b""
         )
