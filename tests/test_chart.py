@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,68 @@ def test_the_ca_bundle_keeps_only_certificates_and_refuses_a_key(tmp_path: Path)
         render(values)
     assert "holds a private key" in str(refused.value)
     assert "BEGIN PRIVATE KEY" not in str(refused.value)
+
+
+def material(tmp_path: Path, existing: Any, kept: Any) -> dict[str, Any]:
+    """`dvi.certMaterial` for Secrets as the cluster would hold them on an upgrade:
+    `lookup` cannot run offline, so a copy of the chart renders the pure template
+    with the Secrets given (the schema, which forbids extra values, left out)."""
+    chart_dir = tmp_path / "chart"
+    if not chart_dir.exists():
+        shutil.copytree(CHART, chart_dir)
+        (chart_dir / "values.schema.json").unlink()
+        (chart_dir / "templates" / "zz-material.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: material}\ndata:\n"
+            '  material: {{ include "dvi.certMaterial" (dict "root" . "existing"'
+            ' .Values.testExisting "kept" .Values.testKept "renewDays" 30) | quote }}\n'
+        )
+    rendered = helm.Chart.load(chart_dir).render(
+        {"testExisting": existing, "testKept": kept},
+        name=RELEASE,
+        namespace=NAMESPACE,
+        is_install=False,
+    )
+    text = next(v for k, v in rendered.items() if k.endswith("templates/zz-material.yaml"))
+    found: dict[str, Any] = json.loads(yaml.safe_load(text)["data"]["material"])
+    return found
+
+
+def test_generated_certificates_renew_within_30_days_from_the_kept_ca(tmp_path: Path) -> None:
+    """Guards certificates.mode=generate on upgrade: the CA and its key are kept in their
+    own Secret; a serving certificate with more than 30 days left is kept as it is, one
+    within 30 days is re-issued from the same CA (the caBundle stays valid), and an
+    install whose CA key was never kept keeps its certificate and says it cannot renew
+    (before, the certificate was kept until it expired and the webhook stopped)."""
+    found = keyed(render())
+    tls = found[("Secret", f"{RELEASE}-tls")]
+    kept = found[("Secret", f"{RELEASE}-ca")]
+    assert "ca.key" not in tls["data"] and set(kept["data"]) == {"ca.crt", "ca.key"}
+    deployment = found[("Deployment", RELEASE)]["spec"]["template"]["spec"]
+    assert f"{RELEASE}-ca" not in json.dumps(deployment), "the CA key is never mounted"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(kept["data"]["ca.crt"]))
+    leaf = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["tls.crt"]))
+    recorded = dt.datetime.fromisoformat(tls["metadata"]["annotations"][NOT_AFTER])
+    assert abs((recorded - leaf.not_valid_after_utc).total_seconds()) < 120
+
+    def with_end(days: int) -> dict[str, Any]:
+        secret = copy.deepcopy(tls)
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+        secret["metadata"]["annotations"][NOT_AFTER] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return secret
+
+    far = material(tmp_path, with_end(200), kept)
+    assert (
+        far["state"] == "kept" and far["cert"] == base64.b64decode(tls["data"]["tls.crt"]).decode()
+    )
+    near = material(tmp_path, with_end(10), kept)
+    assert near["state"] == "renewed" and near["cert"] != far["cert"]
+    renewed = x509.load_pem_x509_certificate(near["cert"].encode())
+    renewed.verify_directly_issued_by(ca)
+    assert renewed.not_valid_after_utc > leaf.not_valid_after_utc - dt.timedelta(minutes=5)
+    assert near["caCert"] == base64.b64decode(kept["data"]["ca.crt"]).decode()
+    legacy = material(tmp_path, with_end(10), None)
+    assert legacy["state"] == "no-ca-key" and legacy["cert"] == far["cert"]
+    assert legacy["caKey"] == ""
+
+
+NOT_AFTER = "volume-init.dify.ai/not-after"

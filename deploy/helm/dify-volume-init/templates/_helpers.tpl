@@ -115,3 +115,63 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- printf "%s\n" (join "\n" $blocks) -}}
 {{- end -}}
+
+{{/* certificates.mode=generate: the CA and the serving certificate, as JSON (caCert,
+     caKey, cert, key, notAfter, state). Pure: `existing` is the TLS Secret and `kept`
+     the CA Secret as the cluster holds them (empty at install). The CA is made once
+     and kept, with its key, in its own Secret (never mounted); the serving certificate
+     is kept until it is within renewDays of its end, then re-issued from that CA, so
+     the caBundle never changes. state: new, kept, renewed, or no-ca-key (an install
+     from before the CA key was kept: it cannot renew). */}}
+{{- define "dvi.certMaterial" -}}
+{{- $root := .root -}}
+{{- $fullname := include "dvi.fullname" $root -}}
+{{- $data := (.existing | default dict).data | default dict -}}
+{{- $caData := (.kept | default dict).data | default dict -}}
+{{- $annotations := ((.existing | default dict).metadata | default dict).annotations | default dict -}}
+{{- $days := int $root.Values.certificates.validityDays -}}
+{{- $out := dict "caCert" "" "caKey" "" "cert" "" "key" "" "notAfter" "" "state" "new" -}}
+{{- if index $caData "ca.key" -}}
+{{- $_ := set $out "caCert" (index $caData "ca.crt" | b64dec) -}}
+{{- $_ := set $out "caKey" (index $caData "ca.key" | b64dec) -}}
+{{- else if index $data "ca.crt" -}}
+{{- $_ := set $out "caCert" (index $data "ca.crt" | b64dec) -}}
+{{- else -}}
+{{- $ca := genCA (printf "%s CA" $fullname) 3650 -}}
+{{- $_ := set $out "caCert" $ca.Cert -}}
+{{- $_ := set $out "caKey" $ca.Key -}}
+{{- end -}}
+{{- $notAfter := index $annotations "volume-init.dify.ai/not-after" | default "" -}}
+{{- $due := true -}}
+{{- if and (index $data "tls.crt") $notAfter -}}
+{{- $limit := (now | dateModify (printf "+%dh" (mul (int .renewDays) 24))).Unix -}}
+{{- $due = lt (toDate "2006-01-02T15:04:05Z07:00" $notAfter).Unix $limit -}}
+{{- end -}}
+{{- if and (index $data "tls.crt") (or (not $due) (not $out.caKey)) -}}
+{{- $_ := set $out "cert" (index $data "tls.crt" | b64dec) -}}
+{{- $_ := set $out "key" (index $data "tls.key" | b64dec) -}}
+{{- $_ := set $out "notAfter" $notAfter -}}
+{{- $_ := set $out "state" (ternary "kept" "no-ca-key" (not (empty $out.caKey))) -}}
+{{- else -}}
+{{- $signer := buildCustomCert ($out.caCert | b64enc) ($out.caKey | b64enc) -}}
+{{- $cert := genSignedCert $fullname nil (include "dvi.dnsNames" $root | fromJsonArray) $days $signer -}}
+{{- $_ := set $out "cert" $cert.Cert -}}
+{{- $_ := set $out "key" $cert.Key -}}
+{{- $_ := set $out "notAfter" (now | dateModify (printf "+%dh" (mul $days 24)) | date "2006-01-02T15:04:05Z07:00") -}}
+{{- $_ := set $out "state" (ternary "renewed" "new" (not (empty (index $data "tls.crt")))) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* dvi.certMaterial for the Secrets the cluster holds, worked out once per render
+     (NOTES.txt and webhook.yaml both read it; a second genCA would differ). */}}
+{{- define "dvi.generated" -}}
+{{- if not (hasKey .Values "__dviGenerated") -}}
+{{- $fullname := include "dvi.fullname" . -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "dvi.tlsSecret" .) -}}
+{{- $kept := lookup "v1" "Secret" .Release.Namespace (printf "%s-ca" $fullname) -}}
+{{- $material := include "dvi.certMaterial" (dict "root" . "existing" $existing "kept" $kept "renewDays" 30) | fromJson -}}
+{{- $_ := set .Values "__dviGenerated" $material -}}
+{{- end -}}
+{{- toJson (get .Values "__dviGenerated") -}}
+{{- end -}}
