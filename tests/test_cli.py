@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from webhook import cli
 from webhook.engine import policy
 
 
@@ -342,3 +343,37 @@ def test_the_last_resort_is_one_line_and_debug_shows_the_traceback(
     monkeypatch.setenv("VOLUME_INIT_DEBUG", "1")
     with pytest.raises(type(error)):
         cli.main(["policy", "default"])
+
+
+def test_manifests_says_when_the_ca_bundle_is_missing(tmp_path: Path) -> None:
+    """Guards the README's trap: `manifests` with neither --ca-bundle nor --cert-manager
+    says on stderr that the webhook configuration has no caBundle and what follows."""
+    bare = run("manifests")
+    assert bare.returncode == 0 and bare.stderr == f"note: {cli.NO_CA_BUNDLE}\n"
+    assert run("manifests", "--cert-manager").stderr == ""
+    assert run("certs", "--out-dir", str(tmp_path), "--webhook-namespace", "ops").returncode == 0
+    given = run("manifests", "--webhook-namespace", "ops", "--ca-bundle", str(tmp_path / "ca.crt"))
+    assert given.returncode == 0 and given.stderr == ""
+    assert "namespace: ops" in given.stdout
+
+
+def test_review_json_is_one_document(tmp_path: Path) -> None:
+    """Guards `review -o json`: one JSON document, a List when there are several objects
+    (it was a stream of documents, which `json.load` and jq -s disagree on)."""
+    import json
+
+    two = tmp_path / "two.yaml"
+    two.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+                   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n")  # fmt: skip
+    both = json.loads(run("review", "-f", str(two), "-o", "json").stdout)
+    assert both["kind"] == "List" and [i["metadata"]["name"] for i in both["items"]] == ["a", "b"]
+    one = tmp_path / "one.yaml"
+    one.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    assert json.loads(run("review", "-f", str(one), "-o", "json").stdout)["kind"] == "ConfigMap"
+
+
+def test_the_readme_points_manifests_at_the_clusters_certificates() -> None:
+    """Guards the README's trap: `--ca-bundle certs/ca.crt` is the development CA that
+    `make run` made, not the one that signed the cluster's Secret."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "--ca-bundle certs/" not in readme

@@ -318,12 +318,16 @@ def test_an_opt_in_namespace_selector_sends_only_chosen_namespaces() -> None:
 
 @pytest.mark.parametrize("tree", ["", "cert-manager"])
 def test_kustomize_images_entry_sets_the_image(tmp_path: Path, tree: str) -> None:
-    """Guards the image story for kustomize: the `images:` entry in each kustomization
-    names the Deployment's default image at this release's tag, and editing it (as
-    `kustomize edit set image` does) is what every `kubectl apply -k` then runs."""
+    """Guards the image story for kustomize: the one `images:` entry, in the base, names
+    the Deployment's default image at this release's tag, and editing it (as
+    `kustomize edit set image` in deploy/base does) is what `kubectl apply -k` runs for
+    deploy/ and every overlay (the README set it in deploy/ only, and the cert-manager
+    overlay kept running the default image)."""
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy)
-    kustomization = copy / tree / "kustomization.yaml"
+    for other in ("", "cert-manager"):
+        assert "images" not in yaml.safe_load((copy / other / "kustomization.yaml").read_text())
+    kustomization = copy / "base" / "kustomization.yaml"
     spec = yaml.safe_load(kustomization.read_text())
     (entry,) = spec["images"]
     name, tag = manifests.DEFAULT_IMAGE.rsplit(":", 1)

@@ -24,6 +24,12 @@ from webhook.engine.errors import InvalidObject, UsageError
 EXIT_OK = 0
 EXIT_CHANGED = 1
 EXIT_USAGE = 2
+NO_CA_BUNDLE = (
+    "no --ca-bundle: the webhook configuration has no caBundle, so the apiserver cannot"
+    " verify the webhook's certificate and every call fails: with failurePolicy Ignore,"
+    " pods are admitted unpatched until one is set (give --ca-bundle DIR/ca.crt from"
+    " `certs`, or --cert-manager)"
+)
 ASSUMED_SELECTION = (
     "selection assumed: without --namespaces FILE (kubectl get namespaces -o json) every"
     " namespace counts as selected and not enforcing Pod Security restricted, so some pods"
@@ -176,6 +182,8 @@ def _certs_command(commands: Any) -> None:
     certs_cmd.add_argument(
         "-n",
         "--namespace",
+        "--webhook-namespace",
+        dest="namespace",
         help=f"its namespace, the webhook's own (default: kept from tls.crt, else {PRODUCT})",
     )
     certs_cmd.add_argument("--out-dir", default="certs", help="the directory (default certs/)")
@@ -242,7 +250,12 @@ def _manifests_command(commands: Any) -> None:
     )
     manifests_cmd.add_argument("--policy", help="policy file (default: the built-in policy)")
     manifests_cmd.add_argument(
-        "--namespace", default=PRODUCT, help=f"namespace to install into; default {PRODUCT}"
+        "-n",
+        "--namespace",
+        "--webhook-namespace",
+        dest="namespace",
+        default=PRODUCT,
+        help=f"the namespace of the objects: the webhook's own; default {PRODUCT}",
     )
     manifests_cmd.add_argument("--image", help="webhook image (default: the release image)")
     tls_source = manifests_cmd.add_mutually_exclusive_group()
@@ -606,6 +619,8 @@ def _manifests(args: argparse.Namespace) -> int:
         text = policy.default_policy_text()
         loaded = policy.default_policy()
     ca_bundle = None
+    if not args.ca_bundle and not args.cert_manager:
+        print(f"note: {NO_CA_BUNDLE}", file=sys.stderr)
     if args.ca_bundle:
         from webhook import certs  # noqa: PLC0415
 

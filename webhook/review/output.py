@@ -83,10 +83,27 @@ def _line_ended(text: str) -> str:
 
 
 def documents_json(results: list[Any]) -> str:
-    """Every document, in order, as a stream of JSON values (kubectl reads streams)."""
-    return "".join(
-        json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n" for value in results
+    """Every document as one JSON document, as `kubectl get -o json` prints: the object
+    itself when there is one, else a `List` of them (the items of a List read are its
+    items), so the output parses with one `json.load` and applies with `kubectl apply`."""
+    items: list[Any] = []
+    for value in results:
+        if isinstance(value, dict) and value.get("kind") == "List":
+            items.extend(value.get("items") or ())
+        elif value is not None:
+            items.append(value)
+    single = len(results) == 1 and results[0] is not None
+    document = (
+        results[0]
+        if single
+        else {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": items,
+            "metadata": {"resourceVersion": ""},
+        }
     )
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def explain(item: ReviewedObject) -> str:
