@@ -203,14 +203,14 @@ def test_odd_shapes_of_a_live_pod_are_one_line_or_read_as_absent(tmp_path: Path)
 @pytest.mark.parametrize(
     ("stdin", "said"),
     [
-        ("", "no pods read: <stdin> is empty (did `kubectl get pods -A -o json` fail?)"),
+        ("", "<stdin>: no pods read: the input is empty (did `kubectl get pods -A -o json` fail?)"),
         (
             json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "rows": []}),
-            "no pods read: <stdin> holds Table, not pods",
+            "<stdin>: no pods read: the input holds Table, not pods",
         ),
         (
             json.dumps({"kind": "List", "items": [{"kind": "Deployment"}, {"kind": "Service"}]}),
-            "no pods read: <stdin> holds Deployment, Service, not pods",
+            "<stdin>: no pods read: the input holds Deployment, Service, not pods",
         ),
         (json.dumps({"kind": "PodList", "items": {"a": 1}}), "a PodList whose items is a dict"),
         (json.dumps({"kind": "List"}), "a List whose items is absent, not a list of pods"),
@@ -313,3 +313,14 @@ def test_a_forged_status_annotation_or_a_terminating_pod(tmp_path: Path) -> None
     result = run("-f", str(listing))
     listed = [line.split(" ")[0] for line in result.stdout.splitlines() if " (" in line]
     assert listed == ["dify/forged-0", "dify/forged-1", "dify/forged-2"], result.stdout
+
+
+def test_a_namespaces_file_with_no_namespaces_is_exit_2(tmp_path: Path) -> None:
+    """Guards --namespaces against reading nothing as "no namespace selected": a file
+    with no Namespace (kubectl failed, or the pods file given twice) is one line."""
+    listing = tmp_path / "pods.json"
+    listing.write_text(json.dumps(cluster()))
+    result = run("-f", str(listing), "--namespaces", str(listing))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"dify-volume-init: {listing}: no namespaces read: it holds none" \
+        " (kubectl get namespaces -o json)\n"  # fmt: skip

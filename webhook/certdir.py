@@ -72,9 +72,9 @@ def locked(d: Path, *, timeout: float = LOCK_TIMEOUT, recover: bool = True) -> I
                     raise CertificateError(f"{d}: cannot lock: {exc.strerror}") from None
                 if time.monotonic() >= deadline:
                     raise CertificateError(
-                        f"{d}: another `certs` ({_holder(fd)}) has worked on this directory"
-                        f" for more than {timeout:g} s; wait for it, or stop it and run again"
-                        " (an interrupted run is finished or undone on the next)"
+                        f"{d}: locked by another process ({_holder(fd)}) for more than"
+                        f" {timeout:g} s (--lock-timeout); wait for it, or stop it and run"
+                        " again: an interrupted run is finished or undone by the next"
                     ) from None
                 time.sleep(0.05)
         if recover:

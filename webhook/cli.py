@@ -372,13 +372,16 @@ def _audit(args: argparse.Namespace) -> int:
     loaded = files.load_policy(args.policy)
     webhook_namespace = _checked("--webhook-namespace", policy.dns_label, args.webhook_namespace)
     what = ", ".join(files.STDIN if f == "-" else f for f in args.files)
+    selection = None
+    if args.namespaces is not None:
+        try:
+            labels = audit.namespace_labels(_documents([args.namespaces]))
+        except InvalidObject as exc:
+            raise UsageError(f"{args.namespaces}: {exc}") from None
+        configuration = manifests.webhook_configuration(loaded, namespace=webhook_namespace)
+        selection = audit.Selection(configuration["webhooks"], labels)
     try:
-        live = audit.pods(_documents(args.files), source=what)
-        selection = None
-        if args.namespaces is not None:
-            configuration = manifests.webhook_configuration(loaded, namespace=webhook_namespace)
-            labels = audit.namespace_labels(_documents([args.namespaces]), source=args.namespaces)
-            selection = audit.Selection(configuration["webhooks"], labels)
+        live = audit.pods(_documents(args.files))
         findings = audit.audit(
             live, loaded, webhook_namespace=webhook_namespace, selection=selection
         )

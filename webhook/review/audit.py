@@ -92,7 +92,7 @@ def _escape(c: str) -> str:
     return f"\\U{code:08x}"
 
 
-def pods(documents: list[Any], *, source: str) -> list[dict[str, Any]]:
+def pods(documents: list[Any]) -> list[dict[str, Any]]:
     """The pods in `documents`: Pods, and the items of Lists and PodLists.
 
     Input that holds no pod at all is an `InvalidObject` naming what was read:
@@ -129,14 +129,14 @@ def pods(documents: list[Any], *, source: str) -> list[dict[str, Any]]:
         return found
     if not seen:
         raise InvalidObject(
-            f"no pods read: {source} is empty (did `kubectl get pods -A -o json` fail?)"
+            "no pods read: the input is empty (did `kubectl get pods -A -o json` fail?)"
         )
     kinds = ", ".join(printable(k) for k in dict.fromkeys(seen))
     hint = " (kubectl -o json gives pods; a Table comes from the API's table format)"
-    raise InvalidObject(f"no pods read: {source} holds {kinds}, not pods{hint}")
+    raise InvalidObject(f"no pods read: the input holds {kinds}, not pods{hint}")
 
 
-def namespace_labels(documents: list[Any], *, source: str) -> dict[str, dict[str, str]]:
+def namespace_labels(documents: list[Any]) -> dict[str, dict[str, str]]:
     """Each namespace's labels from `kubectl get namespaces -o json` (or one Namespace)."""
     found: dict[str, dict[str, str]] = {}
     for document in documents:
@@ -157,9 +157,7 @@ def namespace_labels(documents: list[Any], *, source: str) -> dict[str, dict[str
             # NB: the apiserver sets this label on every namespace since 1.21.
             found[name].setdefault("kubernetes.io/metadata.name", name)
     if not found:
-        raise InvalidObject(
-            f"no namespaces read: {source} holds none (kubectl get namespaces -o json)"
-        )
+        raise InvalidObject("no namespaces read: it holds none (kubectl get namespaces -o json)")
     return found
 
 
