@@ -27,7 +27,8 @@ $(STAMP): $(RUN_STAMP)
 	touch $(STAMP)
 
 # The init script's tests run busybox under setpriv in a private mount namespace,
-# mark files immutable (chattr) and fill a small ext4 image on a loop device.
+# mark files immutable (chattr) and fill a small ext4 image on a loop device;
+# the certificate tests judge what `certs` leaves with `openssl verify`.
 system-packages:
 	@missing=""; \
 	command -v busybox >/dev/null || missing="$$missing busybox"; \
@@ -36,6 +37,7 @@ system-packages:
 	command -v losetup >/dev/null || missing="$$missing mount"; \
 	command -v chattr >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing:$$missing"; \
