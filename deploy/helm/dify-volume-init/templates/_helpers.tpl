@@ -175,3 +175,47 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- toJson (get .Values "__dviGenerated") -}}
 {{- end -}}
+
+{{/* The paths a storage mount may never be, normalised (webhook.engine.hostpaths, as
+     the policy model's mount path schema says it; a test holds the two equal). */}}
+{{- define "dvi.systemPaths" -}}
+^/(lib[^/]*(/.*)?|(etc|usr|bin|sbin|boot|dev|proc|sys|run|var/run|var/log|var/lib/kubelet|var/lib/docker|var/lib/containerd|var/lib/containers|var/lib/etcd|var/lib/rancher|var/lib/cni|opt/cni|var/lib/kube-proxy|var/lib/calico|var/lib/cilium)(/.*)?|opt|var|var/lib)?/?$
+{{- end -}}
+
+{{/* A Kubernetes quantity as a number (policy.quantity_value), for comparisons. */}}
+{{- define "dvi.quantity" -}}
+{{- $text := toString . -}}
+{{- $number := float64 (regexReplaceAll "^([+]?[0-9]*[.]?[0-9]*).*$" $text "${1}") -}}
+{{- $suffix := regexReplaceAll "^[+]?[0-9]*[.]?[0-9]*" $text "" -}}
+{{- $scale := dict "" 1.0 "n" 0.000000001 "u" 0.000001 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if hasKey $scale $suffix -}}
+{{- $number = mulf $number (get $scale $suffix) -}}
+{{- else -}}
+{{- $exponent := int (trimPrefix "+" (substr 1 -1 $suffix)) -}}
+{{- range until (int (max $exponent (sub 0 $exponent))) -}}
+{{- $number = ternary (mulf $number 10) (divf $number 10) (gt $exponent 0) -}}
+{{- end -}}
+{{- end -}}
+{{- $number -}}
+{{- end -}}
+
+{{/* What the policy model refuses and a JSON Schema cannot say: a mount path that is a
+     system path once normalised (`/app/../etc`), and requests above limits. */}}
+{{- define "dvi.checkPolicy" -}}
+{{- range $i, $rule := .Values.policy.spec.rules -}}
+{{- range $rule.mountPaths -}}
+{{- if regexMatch (include "dvi.systemPaths" $) (clean .) -}}
+{{- fail (printf "policy.spec.rules[%d].mountPaths: %q is %s, a system path: storage is never mounted there" $i . (clean .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $resources := ($rule.initContainer | default dict).resources | default dict -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- range $name, $request := ($resources.requests | default dict) -}}
+{{- if hasKey $limits $name -}}
+{{- if gt (float64 (include "dvi.quantity" $request)) (float64 (include "dvi.quantity" (get $limits $name))) -}}
+{{- fail (printf "policy.spec.rules[%d].initContainer.resources: requests.%s %v is more than limits.%s %v: Kubernetes refuses such a pod" $i $name $request $name (get $limits $name)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
