@@ -19,6 +19,7 @@ control characters escaped, so no value can run, or forge a line.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Iterable
@@ -67,6 +68,21 @@ class Selection:
     """The MutatingWebhookConfiguration's `webhooks` (`manifests` renders them)."""
     namespaces: dict[str, dict[str, str]]
     """Each namespace's labels."""
+
+    @functools.cached_property
+    def compiled(self) -> list[tuple[LabelSelector | None, LabelSelector | None, bool]]:
+        """Each entry's namespace and object selectors, built once, and whether it is
+        the Pod Security "restricted" entry."""
+        return [
+            (
+                _selector(entry.get("namespaceSelector")),
+                _selector(entry.get("objectSelector")),
+                str((entry.get("clientConfig") or {}).get("service", {}).get("path", "")).endswith(
+                    "/restricted"
+                ),
+            )
+            for entry in self.entries
+        ]
 
 
 def printable(text: str) -> str:
@@ -248,20 +264,16 @@ def _sent(selection: Selection, namespace: str, labels: dict[str, str]) -> bool 
     does not hold has just its name label, as a new namespace would."""
     ns_labels = selection.namespaces.get(namespace, {"kubernetes.io/metadata.name": namespace})
     pod_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    for entry in selection.entries:
-        if _selects(entry.get("namespaceSelector"), ns_labels) and _selects(
-            entry.get("objectSelector"), pod_labels
+    for namespaces, objects, restricted in selection.compiled:
+        if (namespaces is None or namespaces.matches(ns_labels)) and (
+            objects is None or objects.matches(pod_labels)
         ):
-            return str(
-                (entry.get("clientConfig") or {}).get("service", {}).get("path", "")
-            ).endswith("/restricted")
+            return restricted
     return None
 
 
-def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    if not selector:
-        return True
-    return LabelSelector.model_validate(selector).matches(labels)
+def _selector(selector: dict[str, Any] | None) -> LabelSelector | None:
+    return LabelSelector.model_validate(selector) if selector else None
 
 
 def _owner(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str]:
