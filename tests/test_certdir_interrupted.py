@@ -193,12 +193,18 @@ def test_leftovers_are_removed_and_a_readable_ca_key_is_made_private(tmp_path: P
     readable), and a ca.key readable by others is made 0600 with a warning."""
     d = tmp_path / "certs"
     assert run("certs", "--out-dir", str(d)).returncode == 0
-    (d / ".tls.key.abc123").write_bytes(b"secret")
+    (d / ".tls.key.abc123de").write_bytes(b"secret")
+    (d / ".tls.crt.mine").write_bytes(b"a user's own file")
     (d / "ca.key").chmod(0o644)
     result = run("certs", "--out-dir", str(d), "--renew")
     assert result.returncode == 0, result.stderr
-    assert not (d / ".tls.key.abc123").exists()
-    assert "removed" in result.stderr and ".tls.key.abc123" in result.stderr
+    assert not (d / ".tls.key.abc123de").exists()
+    assert "removed" in result.stderr and ".tls.key.abc123de" in result.stderr
+    assert (d / ".tls.crt.mine").exists(), "only staged files of ours are removed"
+    (d / ".tls.crt.mine").unlink()
+    (d / ".journal").write_text('{"replace": [["../../x", "tls.crt"]], "remove": []}')
+    hostile = run("certs", "--out-dir", str(d), "--renew")
+    assert hostile.returncode == 2 and "unexpected entry '../../x'" in hostile.stderr
     assert stat.S_IMODE((d / "ca.key").stat().st_mode) == 0o600
     assert "was readable by others (mode 0644)" in result.stderr
 

@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -413,9 +414,16 @@ def recover(directory: Path, names: tuple[str, ...]) -> list[str]:
     each."""
     lines: list[str] = []
     journal_path = directory / JOURNAL
+    staged = re.compile(rf"^\.({'|'.join(map(re.escape, (*names, JOURNAL)))})\.[a-z0-9_]{{8}}$")
     if journal_path.exists():
         try:
             journal = json.loads(journal_path.read_text())
+            # NB: only our own names: a journal cannot move or remove anything else
+            for tmp_name, target in journal["replace"]:
+                if not staged.match(tmp_name) or target not in names:
+                    raise ValueError(f"unexpected entry {tmp_name!r} -> {target!r}")
+            if any(name not in names for name in journal["remove"]):
+                raise ValueError("unexpected removal")
             _roll_forward(directory, journal)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CertificateError(
@@ -423,9 +431,8 @@ def recover(directory: Path, names: tuple[str, ...]) -> list[str]:
                 " directory aside and start over with `certs --force`"
             ) from None
         lines.append(f"finished the interrupted write recorded in {journal_path}")
-    prefixes = tuple(f".{name}." for name in (*names, JOURNAL))
     for leftover in sorted(directory.glob(".*")):
-        if leftover.name.startswith(prefixes) and leftover.is_file():
+        if staged.match(leftover.name) and leftover.is_file():
             leftover.unlink()
             lines.append(f"removed {leftover}, left by an interrupted run")
     for name in names:
