@@ -55,6 +55,16 @@ def hostile_cluster() -> dict[str, Any]:
     items.append(odd)
     named = live("helm-api.yaml", f"p\n$(touch {CANARY})", owner=("Job", "migrate"))
     items.append(named)
+    # A volume name echoed in the finding: it cannot start a line of its own.
+    volume = live("helm-api.yaml", "evil-volume", owner=("StatefulSet", "dify-api"))
+    hostile = "data\nkubectl delete ns prod\u202e"
+    original = volume["spec"]["volumes"][0]["name"]
+    volume["spec"]["volumes"][0]["name"] = hostile
+    for container in volume["spec"]["containers"]:
+        for mount in container.get("volumeMounts", []):
+            if mount["name"] == original:
+                mount["name"] = hostile
+    items.append(volume)
     # The valid ones next to them: their commands run exactly.
     items.append(live("helm-api.yaml", "good-0", owner=("StatefulSet", "dify-api")))
     items.append(live("helm-api.yaml", "good-1", owner=("Job", "dify-migrate")))
@@ -97,6 +107,7 @@ def test_every_printed_line_is_one_the_report_made(printed: str) -> None:
     assert "not one audit knows" in printed and "'ConfigMap'" in printed
     assert "is not a valid Kubernetes name" in printed
     assert "x\\nkubectl delete ns prod" not in printed  # annotations are not echoed at all
+    assert "fixes data\\nkubectl delete ns prod\\u202e at /app/api/storage" in printed
 
 
 def test_the_block_pasted_into_a_shell_runs_exactly_the_intended_commands(
