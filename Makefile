@@ -9,12 +9,12 @@ RUN_STAMP  := $(VENV)/.installed-run
 STAMP      := $(VENV)/.installed-test
 PIP        := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck unit system-packages clean
+.PHONY: run test lint typecheck unit system-packages control-plane clean
 
 run: $(RUN_STAMP)
 	$(BIN)/dify-volume-init serve
 
-test: $(STAMP) system-packages lint typecheck unit
+test: $(STAMP) system-packages control-plane lint typecheck unit
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -43,6 +43,12 @@ system-packages:
 	  echo "installing:$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# kube-apiserver, kube-controller-manager and etcd for tests/test_cluster.py, built
+# from the Go module proxy once into ~/.cache/dify-volume-init (tests/cluster/build.sh).
+control-plane:
+	@command -v go >/dev/null || { echo "Go 1.26 is needed to build the test control plane"; exit 1; }
+	@tests/cluster/build.sh >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests bench

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from webhook.engine import envexpand, hostpaths, initscript, podshape
+from webhook.engine import envexpand, hostpaths, initscript, podshape, resources
 from webhook.engine.patches import PatchBuilder
 from webhook.engine.policy import Rule
 from webhook.engine.storage import Mount
@@ -51,8 +51,26 @@ def add(
                 " or . _ : + - (e.g. a date), starting with a letter or digit"
             )
     container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
+    sized, said = resources.adapt(spec, container.pop("resources", {}))
+    if sized:
+        container = _with(container, "resources", sized, before="securityContext")
+    if said:
+        warnings.append(said)
     builder.insert(("spec", "initContainers"), 0, container)
     return name
+
+
+def _with(container: dict[str, Any], key: str, value: Any, *, before: str) -> dict[str, Any]:
+    """`container` with `key` set to `value`, placed before `before` (key order is the
+    order kubectl shows and the goldens hold)."""
+    out: dict[str, Any] = {}
+    for name, existing in container.items():
+        if name == before:
+            out[key] = value
+        if name != key:
+            out[name] = existing
+    out.setdefault(key, value)
+    return out
 
 
 def _free_name(spec: dict[str, Any], wanted: str) -> str:
@@ -173,9 +191,9 @@ def _init_container(
         container["envFrom"] = env_from
     if env:
         container["env"] = env
-    resources = ic.resources.to_k8s()
-    if resources:
-        container["resources"] = resources
+    sized = ic.resources.to_k8s()
+    if sized:
+        container["resources"] = sized
     container["securityContext"] = {
         "runAsUser": 0,
         "runAsGroup": 0,

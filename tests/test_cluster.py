@@ -1,0 +1,392 @@
+"""End to end through a real kube-apiserver (tests/controlplane.py): what was stored.
+
+The webhook runs as `dify-volume-init serve` on 127.0.0.1 with a certificate for that
+address, and its MutatingWebhookConfiguration is the one `manifests` renders, with
+each entry's `clientConfig.service` rewritten to `url: https://127.0.0.1:PORT/<path>`
+exactly as controller-runtime's envtest rewrites it: the only difference from
+production. Pods are created by the controllers from Deployments (or directly), run
+through the apiserver's whole admission chain, and the tests read what it stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import controlplane, servers
+from webhook import certs, manifests
+from webhook.engine import mutation
+from webhook.engine.policy import default_policy
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class Cluster:
+    """The control plane, the webhook server and its registration."""
+
+    def __init__(self, plane: controlplane.ControlPlane, server: servers.Server, ca: bytes) -> None:
+        self.plane = plane
+        self.server = server
+        self.ca = ca
+
+    def register(self, *, failure_policy: str = "Ignore", port: int | None = None) -> None:
+        """The rendered webhook configuration, pointed at the test server by URL."""
+        config = manifests.webhook_configuration(default_policy(), ca_bundle=self.ca)
+        for entry in config["webhooks"]:
+            path = entry["clientConfig"].pop("service")["path"]
+            entry["clientConfig"]["url"] = f"https://127.0.0.1:{port or self.server.port}{path}"
+            entry["failurePolicy"] = failure_policy
+        self.plane.apply(config)
+
+    def admissions(self) -> int:
+        """How many admissions the server has logged."""
+        return sum('"outcome"' in line for line in self.server.log().splitlines())
+
+    def namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.plane.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels or {}},
+            }
+        )
+
+    def pods_of(self, namespace: str, selector: str, *, count: int = 1) -> list[dict[str, Any]]:
+        """The pods the controllers made for `selector`, once there are `count`."""
+        deadline = time.monotonic() + 60
+        while True:
+            found = self.plane.get("pods", "-n", namespace, "-l", selector)["items"]
+            if len(found) >= count:
+                return list(found)
+            if time.monotonic() > deadline:
+                events = self.plane.kubectl("get", "events", "-n", namespace, check=False).stdout
+                raise AssertionError(f"no pod for {selector} in {namespace}:\n{events}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    directory = tmp_path_factory.mktemp("cluster")
+    bundle = certs.build(
+        dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE),
+        ip_addresses=["127.0.0.1"],
+    )
+    certs.write_files(directory / "webhook-tls", bundle)
+    with (
+        controlplane.running(directory / "plane") as plane,
+        servers.running(
+            servers.tls_args(directory / "webhook-tls"),
+            ca_file=directory / "webhook-tls" / "ca.crt",
+            workdir=directory,
+        ) as server,
+    ):
+        found = Cluster(plane, server, bundle.ca_cert)
+        found.register()
+        yield found
+
+
+def contains(stored: Any, expected: Any, where: str = "") -> None:
+    """Every field of `expected` is in `stored` with the same value (the apiserver adds
+    defaults around them: terminationMessagePath, imagePullPolicy, ...)."""
+    if isinstance(expected, dict):
+        assert isinstance(stored, dict), where
+        for key, value in expected.items():
+            assert key in stored, f"{where}.{key} missing from what was stored"
+            contains(stored[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(stored, list) and len(stored) == len(expected), where
+        for index, (left, right) in enumerate(zip(stored, expected, strict=True)):
+            contains(left, right, f"{where}[{index}]")
+    else:
+        assert stored == expected, f"{where}: stored {stored!r}, predicted {expected!r}"
+
+
+def review_json(path: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "webhook", "review", "-f", str(path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    return list(document["items"]) if document["kind"] == "List" else [document]
+
+
+def test_stored_pods_are_what_review_predicted(cluster: Cluster) -> None:
+    """Guards the dry run's promise against the real apiserver: for the dify-helm
+    example, each Deployment's pod as the apiserver stored it (after every admission
+    plugin and the controllers) holds exactly the spec and status annotation `review`
+    predicted for its template; the web pod is left alone."""
+    cluster.namespace("dify")
+    manifest = EXAMPLES / "dify-helm-nfs.yaml"
+    cluster.plane.kubectl("apply", "-f", str(manifest))
+    predicted = {
+        d["metadata"]["name"]: d["spec"]["template"]
+        for d in review_json(manifest)
+        if d["kind"] == "Deployment"
+    }
+    assert predicted, "the example has Deployments"
+    for name, template in predicted.items():
+        labels = ",".join(f"{k}={v}" for k, v in template["metadata"]["labels"].items())
+        (pod,) = cluster.pods_of("dify", labels)
+        contains(pod["spec"], template["spec"], f"{name}.spec")
+        annotations = template["metadata"].get("annotations", {})
+        assert (pod["metadata"].get("annotations") or {}).get(
+            mutation.STATUS_ANNOTATION
+        ) == annotations.get(mutation.STATUS_ANNOTATION), name
+    api = cluster.pods_of("dify", "component=api")[0]
+    assert api["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    web = [
+        p
+        for p in cluster.plane.get("pods", "-n", "dify")["items"]
+        if "web" in p["metadata"]["name"]
+    ]
+    assert web and all("initContainers" not in p["spec"] for p in web)
+
+
+def bare_pod(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "containers": [
+                {
+                    "name": "api",
+                    "image": "langgenius/dify-api:1.10.1",
+                    "volumeMounts": [{"name": "data", "mountPath": "/app/api/storage"}],
+                }
+            ],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }
+
+
+DIFY = {"app.kubernetes.io/name": "dify", "component": "api"}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "labels", "pod_labels", "annotations"),
+    [
+        ("kube-system", None, DIFY, {}),
+        ("dify-volume-init", None, DIFY, {}),
+        ("kube-public", None, DIFY, {}),
+        ("opted-out-ns", {"volume-init.dify.ai/inject": "disabled"}, DIFY, {}),
+        ("plain", None, {"app": "nginx"}, {}),
+    ],
+    ids=["kube-system", "webhook-own", "excluded", "inject-disabled", "not-dify"],
+)
+def test_pods_the_policy_never_selects_never_reach_the_webhook(
+    cluster: Cluster,
+    namespace: str,
+    labels: dict[str, str] | None,
+    pod_labels: dict[str, str],
+    annotations: dict[str, str],
+) -> None:
+    """Guards the rendered selection: the apiserver does not call the webhook for these
+    (the server logs no admission) and stores the pod unchanged."""
+    if namespace not in ("kube-system", "kube-public"):
+        cluster.namespace(namespace, labels)
+    before = cluster.admissions()
+    pod = bare_pod(f"p-{namespace}", namespace, pod_labels)
+    pod["metadata"]["annotations"] = annotations
+    cluster.plane.apply(pod)
+    stored = cluster.plane.get("pod", "-n", namespace, pod["metadata"]["name"])
+    assert "initContainers" not in stored["spec"]
+    time.sleep(0.5)
+    assert cluster.admissions() == before, cluster.server.log()[-2000:]
+
+
+def test_a_pod_opted_out_by_annotation_is_stored_unchanged(cluster: Cluster) -> None:
+    """Guards `volume-init.dify.ai/inject: "false"`: the webhook is called (the
+    selection cannot read annotations) and answers with no patch."""
+    cluster.namespace("opt-out")
+    pod = bare_pod("opted", "opt-out", DIFY)
+    pod["metadata"]["annotations"] = {"volume-init.dify.ai/inject": "false"}
+    cluster.plane.apply(pod)
+    stored = cluster.plane.get("pod", "-n", "opt-out", "opted")
+    assert "initContainers" not in stored["spec"]
+    assert mutation.STATUS_ANNOTATION not in (stored["metadata"].get("annotations") or {})
+
+
+def test_a_restricted_namespace_gets_the_restricted_answer(cluster: Cluster) -> None:
+    """Guards the Pod Security split: in a namespace enforcing restricted, the apiserver
+    calls /mutate/restricted; the pod is admitted by PodSecurity with the
+    securityContext and annotation, and no root init container."""
+    cluster.namespace("strict", {"pod-security.kubernetes.io/enforce": "restricted"})
+    pod = bare_pod("strict-api", "strict", DIFY)
+    pod["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    pod["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    cluster.plane.apply(pod)
+    stored = cluster.plane.get("pod", "-n", "strict", "strict-api")
+    assert "initContainers" not in stored["spec"]
+    assert stored["spec"]["securityContext"]["fsGroup"] == 1001
+    assert stored["spec"]["containers"][0]["securityContext"]["runAsUser"] == 1001
+    status = json.loads(stored["metadata"]["annotations"][mutation.STATUS_ANNOTATION])
+    assert status["initContainer"] is None
+
+
+def test_server_side_dry_run_calls_the_webhook_and_stores_nothing(cluster: Cluster) -> None:
+    """Guards `kubectl apply --dry-run=server`: the answer carries the same patch (the
+    returned pod has the init container) and nothing is stored."""
+    cluster.namespace("dry")
+    pod = bare_pod("dry-api", "dry", DIFY)
+    done = cluster.plane.kubectl(
+        "apply", "--dry-run=server", "-o", "json", "-f", "-", stdin=yaml.safe_dump(pod)
+    )
+    answered = json.loads(done.stdout)
+    assert answered["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    missing = cluster.plane.kubectl("get", "pod", "-n", "dry", "dry-api", check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+def test_the_webhook_down_fails_open_and_audit_finds_the_pod(cluster: Cluster) -> None:
+    """Guards failurePolicy Ignore end to end: with the webhook unreachable the
+    apiserver admits the Deployment's pod unpatched; `audit` over the real
+    `kubectl get pods -A -o json` lists it, and its printed `rollout restart`, run,
+    makes the controller create a pod that is patched."""
+    cluster.namespace("outage")
+    cluster.register(port=servers.free_port())  # nothing listens there
+    deployment = yaml.safe_load((EXAMPLES / "dify-helm-nfs.yaml").read_text().split("---")[1])
+    deployment = copy.deepcopy(deployment)
+    deployment["metadata"]["namespace"] = "outage"
+    deployment["spec"]["template"]["spec"].pop("serviceAccountName", None)
+    try:
+        cluster.plane.apply(deployment)
+        (pod,) = cluster.pods_of("outage", "component=api")
+        assert "initContainers" not in pod["spec"]
+    finally:
+        cluster.register()
+    listing = cluster.plane.kubectl("get", "pods", "-A", "-o", "json").stdout
+    audited = subprocess.run(
+        [sys.executable, "-m", "webhook", "audit", "-f", "-"],
+        input=listing,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert audited.returncode == 1, audited.stderr
+    command = "kubectl -n outage rollout restart deployment/dify-api"
+    assert command in audited.stdout.splitlines()
+    cluster.plane.kubectl(*command.split()[1:])
+    deadline = time.monotonic() + 60
+    while True:
+        pods = cluster.plane.get("pods", "-n", "outage", "-l", "component=api")["items"]
+        if any("initContainers" in p["spec"] for p in pods):
+            break
+        assert time.monotonic() < deadline, "no patched pod after the restart"
+        time.sleep(0.2)
+
+
+def test_fail_closed_refuses_with_the_apiservers_message(cluster: Cluster) -> None:
+    """Guards failurePolicy Fail: with the webhook unreachable, a matching pod is
+    refused, and the apiserver's message names the webhook."""
+    cluster.namespace("closed")
+    cluster.register(failure_policy="Fail", port=servers.free_port())
+    try:
+        done = cluster.plane.kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump(bare_pod("c", "closed", DIFY)), check=False
+        )
+    finally:
+        cluster.register()
+    assert done.returncode != 0
+    assert "failed calling webhook" in done.stderr and "volume-init.dify.ai" in done.stderr
+
+
+def test_the_ca_bundle_is_what_the_apiserver_trusts(cluster: Cluster) -> None:
+    """Guards the caBundle end to end: registered with another CA, the apiserver cannot
+    verify the webhook (fail open: the pod is stored unpatched, `x509` in its log)."""
+    cluster.namespace("wrongca")
+    other = certs.build(dns_names=["x"]).ca_cert
+    config = manifests.webhook_configuration(default_policy(), ca_bundle=other)
+    for entry in config["webhooks"]:
+        path = entry["clientConfig"].pop("service")["path"]
+        entry["clientConfig"]["url"] = f"https://127.0.0.1:{cluster.server.port}{path}"
+    cluster.plane.apply(config)
+    try:
+        before = fail_open_count(cluster)
+        cluster.plane.apply(bare_pod("w", "wrongca", DIFY))
+        stored = cluster.plane.get("pod", "-n", "wrongca", "w")
+        assert "initContainers" not in stored["spec"]
+        assert "x509" in cluster.plane.log("kube-apiserver")
+        assert fail_open_count(cluster) > before
+    finally:
+        cluster.register()
+
+
+def fail_open_count(cluster: Cluster) -> float:
+    """The apiserver's `apiserver_admission_webhook_fail_open_count` for our webhooks."""
+    metrics = cluster.plane.kubectl("get", "--raw", "/metrics").stdout
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_admission_webhook_fail_open_count{")
+        and "volume-init.dify.ai" in line
+    )
+
+
+def with_resources(
+    pod: dict[str, Any], requests: dict[str, str], limits: dict[str, str]
+) -> dict[str, Any]:
+    pod["spec"]["containers"][0]["resources"] = {"requests": requests, "limits": limits}
+    return pod
+
+
+def test_a_cpu_limit_quota_admits_the_patched_pod(cluster: Cluster) -> None:
+    """Guards quota admission after the webhook: a namespace whose ResourceQuota caps
+    limits.cpu and requests.memory requires them of every container, the injected one
+    too; the patched pod of an app that sets them is admitted (it was refused:
+    "must specify limits.cpu for: volume-permissions")."""
+    cluster.namespace("quota")
+    cluster.plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "q", "namespace": "quota"},
+            "spec": {"hard": {"limits.cpu": "4", "limits.memory": "4Gi", "requests.memory": "4Gi"}},
+        }
+    )
+    deadline = time.monotonic() + 30
+    while not cluster.plane.get("resourcequota", "-n", "quota", "q").get("status", {}).get("hard"):
+        assert time.monotonic() < deadline, "the quota controller never filled status"
+        time.sleep(0.2)
+    pod = with_resources(
+        bare_pod("limited", "quota", DIFY),
+        {"cpu": "100m", "memory": "256Mi"},
+        {"cpu": "1", "memory": "512Mi"},
+    )
+    done = cluster.plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod), check=False)
+    assert done.returncode == 0, done.stderr
+    stored = cluster.plane.get("pod", "-n", "quota", "limited")
+    (init,) = stored["spec"]["initContainers"]
+    assert {"cpu", "memory"} <= set(init["resources"]["limits"])
+    assert stored["status"]["qosClass"] == "Burstable"
+
+
+def test_a_guaranteed_pod_stays_guaranteed(cluster: Cluster) -> None:
+    """Guards the QoS class: a pod whose every container has requests equal to limits
+    for cpu and memory is Guaranteed, and stays so with the init container (it was
+    demoted to Burstable, first to be evicted under pressure)."""
+    cluster.namespace("qos")
+    pod = with_resources(
+        bare_pod("guaranteed", "qos", DIFY),
+        {"cpu": "500m", "memory": "512Mi"},
+        {"cpu": "500m", "memory": "512Mi"},
+    )
+    cluster.plane.apply(pod)
+    stored = cluster.plane.get("pod", "-n", "qos", "guaranteed")
+    assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    assert stored["status"]["qosClass"] == "Guaranteed"
