@@ -390,3 +390,47 @@ def test_a_guaranteed_pod_stays_guaranteed(cluster: Cluster) -> None:
     stored = cluster.plane.get("pod", "-n", "qos", "guaranteed")
     assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
     assert stored["status"]["qosClass"] == "Guaranteed"
+
+
+def test_a_limit_range_admits_the_patched_pod(cluster: Cluster) -> None:
+    """Guards LimitRanger's validation after the webhook: a LimitRange with a minimum,
+    a maximum, a maxLimitRequestRatio and defaults judges the injected container too;
+    the patched pod of an app within it is admitted (the policy's 10m cpu request was
+    below the minimum: refused)."""
+    cluster.namespace("limits")
+    cluster.plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "lr", "namespace": "limits"},
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "min": {"cpu": "100m", "memory": "128Mi"},
+                        "max": {"cpu": "2", "memory": "2Gi"},
+                        "maxLimitRequestRatio": {"cpu": "4"},
+                        "default": {"cpu": "500m", "memory": "512Mi"},
+                        "defaultRequest": {"cpu": "200m", "memory": "256Mi"},
+                    }
+                ]
+            },
+        }
+    )
+    for name, pod in (
+        (
+            "sized",
+            with_resources(
+                bare_pod("sized", "limits", DIFY),
+                {"cpu": "200m", "memory": "256Mi"},
+                {"cpu": "800m", "memory": "1Gi"},
+            ),
+        ),
+        ("defaulted", bare_pod("defaulted", "limits", DIFY)),
+    ):
+        done = cluster.plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod), check=False)
+        assert done.returncode == 0, (name, done.stderr)
+        stored = cluster.plane.get("pod", "-n", "limits", name)
+        (init,) = stored["spec"]["initContainers"]
+        assert init["name"] == "volume-permissions", name
+        assert init["resources"] == stored["spec"]["containers"][0]["resources"], name

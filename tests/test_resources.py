@@ -1,7 +1,8 @@
-"""The injected init container's resources keep the pod admissible and its QoS class.
+"""The injected init container's resources: the policy's, or, for cpu and memory, those
+of the app container whose storage it fixes.
 
-In-process, beside tests/test_cluster.py's runs through the real apiserver (quota
-admission and the QoS class it stores): the engine's rule for each pod shape.
+In-process, beside tests/test_cluster.py's runs through the real apiserver (LimitRange,
+ResourceQuota and the QoS class it stores): the engine's rule for each pod shape.
 """
 
 from __future__ import annotations
@@ -15,96 +16,62 @@ from webhook.engine import resources
 POLICY = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
 
 
-def spec(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {"containers": list(containers)}
-    if init:
-        out["initContainers"] = list(init)
-    return out
-
-
-def sized(
-    requests: dict[str, str] | None = None, limits: dict[str, str] | None = None
+def app(
+    requests: dict[str, Any] | None = None, limits: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    return {"name": "c", "resources": {"requests": requests or {}, "limits": limits or {}}}
-
-
-GUARANTEED = sized({"cpu": "500m", "memory": "1Gi"}, {"cpu": "500m", "memory": "1Gi"})
+    found: dict[str, Any] = {}
+    if requests is not None:
+        found["requests"] = requests
+    if limits is not None:
+        found["limits"] = limits
+    return {"name": "api", "resources": found} if found else {"name": "api"}
 
 
 @pytest.mark.parametrize(
-    ("pod", "expected", "said"),
+    ("container", "expected"),
     [
-        # no limits anywhere: the policy's resources as they are
-        (spec({"name": "c"}), POLICY, None),
-        # limits on memory only: memory has one already, cpu is left alone
-        (spec(sized(limits={"memory": "1Gi"})), POLICY, None),
-        # every app container limits cpu: a quota on limits.cpu needs one here too
+        # the app sets nothing: the policy's resources as they are
+        (app(), POLICY),
+        # Guaranteed: exactly the app's, so the pod stays Guaranteed
         (
-            spec(sized(limits={"cpu": "1", "memory": "1Gi"}), sized(limits={"cpu": "2"})),
-            {"requests": POLICY["requests"], "limits": {"memory": "64Mi", "cpu": "10m"}},
-            "init container resources limits.cpu 10m as every app container sets limits",
-        ),
-        # one app container without a cpu limit: no quota on limits.cpu can admit the pod
-        (spec(sized(limits={"cpu": "1"}), {"name": "d"}), POLICY, None),
-        # Guaranteed: requests equal limits for cpu and memory, raised, never lowered
-        (
-            spec(GUARANTEED),
+            app({"cpu": "500m", "memory": "1Gi"}, {"cpu": "500m", "memory": "1Gi"}),
             {
-                "requests": {"cpu": "10m", "memory": "64Mi"},
-                "limits": {"memory": "64Mi", "cpu": "10m"},
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "500m", "memory": "1Gi"},
             },
-            "init container resources limits.cpu 10m, requests.memory 64Mi to keep the pod"
-            " Guaranteed",
         ),
-        # an init container of the pod's own that is not Guaranteed: the pod is not
+        # requests only: the policy's memory limit goes (it was below the request)
         (
-            spec(GUARANTEED, init=({"name": "i"},)),
-            {"requests": POLICY["requests"], "limits": {"memory": "64Mi", "cpu": "10m"}},
-            "init container resources limits.cpu 10m as every app container sets limits",
+            app({"cpu": "100m", "memory": "512Mi"}),
+            {"requests": {"cpu": "100m", "memory": "512Mi"}},
         ),
-        # limits only (requests default to them): Guaranteed too
+        # cpu only: memory stays the policy's
         (
-            spec(sized(limits={"cpu": "1", "memory": "1Gi"})),
+            app({"cpu": "250m"}, {"cpu": "1"}),
             {
-                "requests": {"cpu": "10m", "memory": "64Mi"},
-                "limits": {"memory": "64Mi", "cpu": "10m"},
+                "requests": {"cpu": "250m", "memory": "16Mi"},
+                "limits": {"memory": "64Mi", "cpu": "1"},
             },
-            "init container resources limits.cpu 10m, requests.memory 64Mi to keep the pod"
-            " Guaranteed",
         ),
-        # a quantity written differently is still equal (Guaranteed)
+        # a GPU or other extended resource is never copied onto the init container
         (
-            spec(sized({"cpu": "0.5", "memory": "1024Mi"}, {"cpu": "500m", "memory": "1Gi"})),
-            {
-                "requests": {"cpu": "10m", "memory": "64Mi"},
-                "limits": {"memory": "64Mi", "cpu": "10m"},
-            },
-            "init container resources limits.cpu 10m, requests.memory 64Mi to keep the pod"
-            " Guaranteed",
+            app({"nvidia.com/gpu": "1"}, {"nvidia.com/gpu": "1"}),
+            POLICY,
         ),
+        # quantities written as numbers are kept as written
+        (
+            app({"cpu": 1}, {"cpu": 2}),
+            {"requests": {"cpu": 1, "memory": "16Mi"}, "limits": {"memory": "64Mi", "cpu": 2}},
+        ),
+        # a boolean is no quantity: left to the apiserver to refuse, the policy's kept
+        (app({"cpu": True}), POLICY),
     ],
-    ids=[
-        "no-limits",
-        "memory-limit-only",
-        "every-cpu-limit",
-        "one-without-cpu-limit",
-        "guaranteed",
-        "own-init-not-guaranteed",
-        "limits-only",
-        "equal-in-other-units",
-    ],
+    ids=["none", "guaranteed", "requests-only", "cpu-only", "extended", "numbers", "bool"],
 )
-def test_resources_follow_the_pod(
-    pod: dict[str, Any], expected: dict[str, Any], said: str | None
+def test_the_init_container_takes_the_apps_cpu_and_memory(
+    container: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    """Guards `resources.adapt`: the policy's resources, with a limit added where every
-    app container has one and requests raised to limits in a Guaranteed pod."""
-    assert resources.adapt(pod, POLICY) == (expected, said)
-
-
-def test_a_bad_quantity_in_the_pod_is_not_guaranteed() -> None:
-    """Guards the reading of the pod's own quantities: one the engine cannot read makes
-    the pod not Guaranteed (the apiserver refuses it anyway), never a crash."""
-    pod = spec(sized({"cpu": "lots", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"}))
-    out, _ = resources.adapt(pod, POLICY)
-    assert out["requests"] == POLICY["requests"]
+    """Guards `resources.adapt`: for each of cpu and memory the app container sets, the
+    init container takes exactly its requests and limits (LimitRange min, max and ratio,
+    quota and QoS then judge it as the app); otherwise the policy's values stand."""
+    assert resources.adapt(POLICY, container) == expected

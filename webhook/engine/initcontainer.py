@@ -51,11 +51,13 @@ def add(
                 " or . _ : + - (e.g. a date), starting with a letter or digit"
             )
     container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
-    sized, said = resources.adapt(spec, container.pop("resources", {}))
+    app: dict[str, Any] = next(
+        (spec["containers"][m.position] for m in fixable if m.kind == "containers"),
+        {},
+    )
+    sized = resources.adapt(container.pop("resources", {}), app)
     if sized:
         container = _with(container, "resources", sized, before="securityContext")
-    if said:
-        warnings.append(said)
     builder.insert(("spec", "initContainers"), 0, container)
     return name
 
