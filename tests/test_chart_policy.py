@@ -116,6 +116,9 @@ CORPUS: dict[str, dict[str, Any]] = {
     "no mount paths": edit(f"{RULE}.mountPaths", []),
     "unknown top-level": {**default_policy(), "extra": 1},
     "wrong kind": {**default_policy(), "kind": "Policy"},
+    "pod security restricted": edit("spec.podSecurity", {"clusterDefault": "restricted"}),
+    "pod security unknown level": edit("spec.podSecurity", {"clusterDefault": "strict"}),
+    "pod security snake_case": edit("spec.podSecurity", {"cluster_default": "restricted"}),
 }
 # What a JSON Schema cannot say: the chart's templates check these (dvi.checkPolicy).
 CORPUS.update(
@@ -241,6 +244,9 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
         spec["excludeNamespaces"] = excluded
     if draw(st.booleans()):
         spec["namespaceSelector"] = draw(selectors())
+    default = draw(st.sampled_from([None, "privileged", "baseline", "restricted"]))
+    if default is not None:
+        spec["podSecurity"] = {"clusterDefault": default}
     return {"apiVersion": "volume-init.dify.ai/v1", "kind": "VolumeInitPolicy", "spec": spec}
 
 

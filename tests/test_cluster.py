@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import yaml
 from tests import controlplane, servers
 from webhook import certs, manifests
 from webhook.engine import mutation
-from webhook.engine.policy import default_policy
+from webhook.engine.policy import Policy, default_policy, default_policy_text, parse_policy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -38,9 +39,15 @@ class Cluster:
         self.server = server
         self.ca = ca
 
-    def register(self, *, failure_policy: str = "Ignore", port: int | None = None) -> None:
+    def register(
+        self,
+        *,
+        failure_policy: str = "Ignore",
+        port: int | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         """The rendered webhook configuration, pointed at the test server by URL."""
-        config = manifests.webhook_configuration(default_policy(), ca_bundle=self.ca)
+        config = manifests.webhook_configuration(policy or default_policy(), ca_bundle=self.ca)
         for entry in config["webhooks"]:
             path = entry["clientConfig"].pop("service")["path"]
             entry["clientConfig"]["url"] = f"https://127.0.0.1:{port or self.server.port}{path}"
@@ -73,16 +80,18 @@ class Cluster:
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory = tmp_path_factory.mktemp("cluster")
+@contextmanager
+def started(
+    directory: Path, *, admission_config: dict[str, Any] | None = None
+) -> Iterator[Cluster]:
+    """A control plane with the webhook server registered against it."""
     bundle = certs.build(
         dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE),
         ip_addresses=["127.0.0.1"],
     )
     certs.write_files(directory / "webhook-tls", bundle)
     with (
-        controlplane.running(directory / "plane") as plane,
+        controlplane.running(directory / "plane", admission_config=admission_config) as plane,
         servers.running(
             servers.tls_args(directory / "webhook-tls"),
             ca_file=directory / "webhook-tls" / "ca.crt",
@@ -91,6 +100,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     ):
         found = Cluster(plane, server, bundle.ca_cert)
         found.register()
+        yield found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with started(tmp_path_factory.mktemp("cluster")) as found:
         yield found
 
 
@@ -434,3 +449,70 @@ def test_a_limit_range_admits_the_patched_pod(cluster: Cluster) -> None:
         (init,) = stored["spec"]["initContainers"]
         assert init["name"] == "volume-permissions", name
         assert init["resources"] == stored["spec"]["containers"][0]["resources"], name
+
+
+RESTRICTED_BY_DEFAULT = {
+    "apiVersion": "apiserver.config.k8s.io/v1",
+    "kind": "AdmissionConfiguration",
+    "plugins": [
+        {
+            "name": "PodSecurity",
+            "configuration": {
+                "apiVersion": "pod-security.admission.config.k8s.io/v1",
+                "kind": "PodSecurityConfiguration",
+                "defaults": {
+                    "enforce": "restricted",
+                    "enforce-version": "latest",
+                    "audit": "restricted",
+                    "audit-version": "latest",
+                    "warn": "restricted",
+                    "warn-version": "latest",
+                },
+                "exemptions": {
+                    "usernames": [],
+                    "runtimeClasses": [],
+                    "namespaces": ["kube-system"],
+                },
+            },
+        }
+    ],
+}
+
+
+def restricted_pod(name: str, namespace: str) -> dict[str, Any]:
+    """A Dify pod that meets Pod Security restricted (as non-root Dify does)."""
+    pod = bare_pod(name, namespace, DIFY)
+    pod["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    pod["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod
+
+
+def test_a_cluster_enforcing_restricted_by_default_admits_the_pod(tmp_path: Path) -> None:
+    """Guards `spec.podSecurity.clusterDefault`: on an apiserver whose PodSecurity
+    AdmissionConfiguration enforces restricted on unlabelled namespaces (as RKE2 and
+    Rancher's hardened profiles do), the default policy sends an unlabelled
+    namespace's pod to /mutate and its root init container is refused; with
+    `clusterDefault: restricted` the rendered selection sends it to /mutate/restricted
+    and it is admitted, while a namespace labelled baseline still gets the init
+    container."""
+    with started(tmp_path, admission_config=RESTRICTED_BY_DEFAULT) as cluster:
+        cluster.namespace("plain")
+        refused = cluster.plane.kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump(restricted_pod("before", "plain")), check=False
+        )
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+        text = default_policy_text().replace(
+            "spec:\n", "spec:\n  podSecurity: {clusterDefault: restricted}\n", 1
+        )
+        cluster.register(policy=parse_policy(text, source="restricted.yaml"))
+        cluster.plane.apply(restricted_pod("after", "plain"))
+        stored = cluster.plane.get("pod", "-n", "plain", "after")
+        assert "initContainers" not in stored["spec"]
+        assert stored["spec"]["securityContext"]["fsGroup"] == 1001
+        cluster.namespace("lenient", {"pod-security.kubernetes.io/enforce": "baseline"})
+        cluster.plane.apply(bare_pod("lenient", "lenient", DIFY))
+        stored = cluster.plane.get("pod", "-n", "lenient", "lenient")
+        assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"

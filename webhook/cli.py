@@ -465,6 +465,11 @@ def _policy(args: argparse.Namespace) -> int:
         f"selection {policy.selection_fingerprint(loaded)}: pods matching {selectors};"
         f" namespaces excluded: {excluded} and the webhook's own"
         + (f"; only namespaces matching {opt_in.description}" if opt_in else "")
+        + (
+            "; namespaces with no Pod Security enforce label get the restricted answer"
+            if loaded.spec.pod_security.cluster_default == "restricted"
+            else ""
+        )
     )
     return EXIT_OK
 

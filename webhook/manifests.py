@@ -294,6 +294,9 @@ def webhook_configuration(
                         excluded=excluded_namespaces(policy, namespace),
                         opt_in=policy.spec.namespace_selector,
                         ca_bundle=ca_bundle,
+                        restricted_by_default=(
+                            policy.spec.pod_security.cluster_default == "restricted"
+                        ),
                     )
                 )
     meta = _meta(NAME)
@@ -308,6 +311,24 @@ def webhook_configuration(
     }
 
 
+LENIENT_LEVELS = ["privileged", "baseline"]
+
+
+def _enforce(restricted: bool, *, restricted_by_default: bool) -> dict[str, Any]:
+    """The namespace expression that splits the two entries by Pod Security level.
+
+    Where the cluster enforces nothing by default, a namespace is restricted only when
+    labelled so (`In [restricted]`); where it enforces restricted by default (the
+    PodSecurity AdmissionConfiguration's `defaults`), every namespace is, unless
+    labelled privileged or baseline: `NotIn` matches a namespace with no label too.
+    """
+    if restricted_by_default:
+        operator = "NotIn" if restricted else "In"
+        return {"key": ENFORCE_LABEL, "operator": operator, "values": LENIENT_LEVELS}
+    operator = "In" if restricted else "NotIn"
+    return {"key": ENFORCE_LABEL, "operator": operator, "values": ["restricted"]}
+
+
 def _entry(
     *,
     name: str,
@@ -317,16 +338,13 @@ def _entry(
     excluded: list[str],
     opt_in: LabelSelector | None,
     ca_bundle: bytes | None,
+    restricted_by_default: bool,
 ) -> dict[str, Any]:
     namespace_selector: dict[str, Any] = {
         "matchExpressions": [
             {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded},
             {"key": DISABLE_LABEL, "operator": "NotIn", "values": ["disabled"]},
-            {
-                "key": ENFORCE_LABEL,
-                "operator": "In" if restricted else "NotIn",
-                "values": ["restricted"],
-            },
+            _enforce(restricted, restricted_by_default=restricted_by_default),
         ]
     }
     if opt_in is not None:  # ANDed with the exclusions: an opt-in never overrides them

@@ -482,10 +482,20 @@ class Rule(_Model):
         return None
 
 
+class PodSecurity(_Model):
+    """What the cluster's Pod Security admission enforces where a namespace says nothing."""
+
+    cluster_default: Literal["privileged", "baseline", "restricted"] = "baseline"
+    """The `defaults.enforce` of the cluster's PodSecurity AdmissionConfiguration
+    (hardened distributions such as RKE2 set restricted): namespaces with no `enforce`
+    label get the answer of that level."""
+
+
 class PolicySpec(_Model):
     """The `spec` of a policy: namespaces left alone and the ordered rules."""
 
     exclude_namespaces: tuple[DnsLabel, ...] = ()
+    pod_security: PodSecurity = Field(default_factory=PodSecurity)
     namespace_selector: LabelSelector | None = None
     """When set, only namespaces it matches are sent (opt-in); the exclusions still apply.
     The apiserver applies it (it is rendered into the webhook configuration)."""
@@ -610,10 +620,14 @@ def canonical_selection(policy: Policy) -> str:
     selectors = sorted({_canonical(s) for r in policy.spec.rules for s in r.pod_selectors})
     excluded = sorted(set(policy.spec.exclude_namespaces) - set(ALWAYS_EXCLUDED))
     opt_in = policy.spec.namespace_selector
+    # NB: only a restricted default changes where pods are sent: the key is left out
+    # otherwise, so the fingerprints of policies without it stay as they were.
+    default = policy.spec.pod_security.cluster_default
+    restricted = ',"podSecurityDefault":"restricted"' if default == "restricted" else ""
     return (
         f'{{"excludeNamespaces":{_json(excluded)},'
         f'"namespaceSelector":{"null" if opt_in is None else _canonical(opt_in)},'
-        f'"podSelectors":[{",".join(selectors)}]}}'
+        f'"podSelectors":[{",".join(selectors)}]{restricted}}}'
     )
 
 

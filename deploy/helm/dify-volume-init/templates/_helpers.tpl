@@ -95,7 +95,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $excluded := without (($spec.excludeNamespaces | default list) | sortAlpha | uniq) "kube-system" -}}
 {{- $optIn := "null" -}}
 {{- if $spec.namespaceSelector -}}{{- $optIn = include "dvi.canonicalSelector" $spec.namespaceSelector -}}{{- end -}}
-{{- printf "{\"excludeNamespaces\":%s,\"namespaceSelector\":%s,\"podSelectors\":[%s]}" (toJson $excluded) $optIn (join "," ($selectors | sortAlpha | uniq)) -}}
+{{- $restricted := "" -}}
+{{- if eq (($spec.podSecurity | default dict).clusterDefault | default "baseline") "restricted" -}}{{- $restricted = ",\"podSecurityDefault\":\"restricted\"" -}}{{- end -}}
+{{- printf "{\"excludeNamespaces\":%s,\"namespaceSelector\":%s,\"podSelectors\":[%s]%s}" (toJson $excluded) $optIn (join "," ($selectors | sortAlpha | uniq)) $restricted -}}
 {{- end -}}
 
 {{/* The selection's fingerprint (webhook.engine.policy.selection_fingerprint). */}}
