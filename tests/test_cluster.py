@@ -53,6 +53,9 @@ class Cluster:
             entry["clientConfig"]["url"] = f"https://127.0.0.1:{port or self.server.port}{path}"
             entry["failurePolicy"] = failure_policy
         self.plane.apply(config)
+        # NB: the apiserver reads webhook configurations through an informer: a change
+        # takes effect a moment after it is stored.
+        time.sleep(1.5)
 
     def admissions(self) -> int:
         """How many admissions the server has logged."""
@@ -331,6 +334,7 @@ def test_the_ca_bundle_is_what_the_apiserver_trusts(cluster: Cluster) -> None:
         path = entry["clientConfig"].pop("service")["path"]
         entry["clientConfig"]["url"] = f"https://127.0.0.1:{cluster.server.port}{path}"
     cluster.plane.apply(config)
+    time.sleep(1.5)  # as in Cluster.register
     try:
         before = fail_open_count(cluster)
         cluster.plane.apply(bare_pod("w", "wrongca", DIFY))
@@ -516,3 +520,87 @@ def test_a_cluster_enforcing_restricted_by_default_admits_the_pod(tmp_path: Path
         cluster.plane.apply(bare_pod("lenient", "lenient", DIFY))
         stored = cluster.plane.get("pod", "-n", "lenient", "lenient")
         assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
+
+
+STATEFULSET = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: dify-worker, namespace: sts}
+spec:
+  serviceName: dify-worker
+  replicas: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: dify, component: worker}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: dify, component: worker}
+    spec:
+      containers:
+        - name: worker
+          image: langgenius/dify-api:1.13.3
+          env: [{name: MODE, value: worker}]
+          resources:
+            requests: {cpu: 200m, memory: 512Mi}
+            limits: {cpu: "1", memory: 1Gi}
+          volumeMounts: [{name: storage, mountPath: /app/api/storage}]
+  volumeClaimTemplates:
+    - metadata: {name: storage}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 1Gi}}
+"""
+
+
+def test_a_statefulset_and_a_bare_pod_are_stored_as_review_predicted(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Guards the dry run's promise for the other shapes: the pod the StatefulSet
+    controller makes (with its claim's volume) and a bare pod from douban/charts hold
+    what `review` predicted for the manifest."""
+    cluster.namespace("sts")
+    manifest = tmp_path / "sts.yaml"
+    manifest.write_text(STATEFULSET)
+    cluster.plane.kubectl("apply", "-f", str(manifest))
+    (predicted,) = review_json(manifest)
+    (pod,) = cluster.pods_of("sts", "component=worker")
+    contains(pod["spec"], predicted["spec"]["template"]["spec"], "statefulset.spec")
+    claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "storage")
+    assert claim["persistentVolumeClaim"]["claimName"] == "storage-dify-worker-0"
+    assert pod["spec"]["initContainers"][0]["volumeMounts"][0]["name"] == "storage"
+    bare = Path(__file__).parent / "testdata" / "pods" / "douban-api-nfs.yaml"
+    cluster.namespace("ai")
+    (expected,) = review_json(bare)
+    created = cluster.plane.kubectl("create", "-f", str(bare), "-o", "json")
+    stored = json.loads(created.stdout)
+    contains(stored["spec"], expected["spec"], "pod.spec")
+    assert (
+        stored["metadata"]["annotations"][mutation.STATUS_ANNOTATION]
+        == (expected["metadata"]["annotations"][mutation.STATUS_ANNOTATION])
+    )
+
+
+def test_an_opt_in_namespace_selector_sends_only_the_namespaces_that_ask(
+    cluster: Cluster,
+) -> None:
+    """Guards `spec.namespaceSelector` as the apiserver applies it: with the opt-in
+    selection registered, a pod in a namespace without the label never reaches the
+    webhook; one in a labelled namespace is patched."""
+    text = default_policy_text().replace(
+        "spec:\n",
+        "spec:\n  namespaceSelector:\n    matchLabels: {volume-init.dify.ai/inject: enabled}\n",
+        1,
+    )
+    cluster.register(policy=parse_policy(text, source="opt-in.yaml"))
+    try:
+        cluster.namespace("asks", {"volume-init.dify.ai/inject": "enabled"})
+        cluster.namespace("silent")
+        before = cluster.admissions()
+        cluster.plane.apply(bare_pod("quiet", "silent", DIFY))
+        assert "initContainers" not in cluster.plane.get("pod", "-n", "silent", "quiet")["spec"]
+        time.sleep(0.5)
+        assert cluster.admissions() == before
+        cluster.plane.apply(bare_pod("asked", "asks", DIFY))
+        stored = cluster.plane.get("pod", "-n", "asks", "asked")
+        assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    finally:
+        cluster.register()
