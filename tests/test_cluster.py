@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests import controlplane, servers
 from webhook import certs, manifests
@@ -45,9 +50,12 @@ class Cluster:
         failure_policy: str = "Ignore",
         port: int | None = None,
         policy: Policy | None = None,
+        ca_bundle: bytes | None = None,
     ) -> None:
         """The rendered webhook configuration, pointed at the test server by URL."""
-        config = manifests.webhook_configuration(policy or default_policy(), ca_bundle=self.ca)
+        config = manifests.webhook_configuration(
+            policy or default_policy(), ca_bundle=ca_bundle or self.ca
+        )
         for entry in config["webhooks"]:
             path = entry["clientConfig"].pop("service")["path"]
             entry["clientConfig"]["url"] = f"https://127.0.0.1:{port or self.server.port}{path}"
@@ -85,7 +93,10 @@ class Cluster:
 
 @contextmanager
 def started(
-    directory: Path, *, admission_config: dict[str, Any] | None = None
+    directory: Path,
+    *,
+    admission_config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """A control plane with the webhook server registered against it."""
     bundle = certs.build(
@@ -99,6 +110,7 @@ def started(
             servers.tls_args(directory / "webhook-tls"),
             ca_file=directory / "webhook-tls" / "ca.crt",
             workdir=directory,
+            env=env,
         ) as server,
     ):
         found = Cluster(plane, server, bundle.ca_cert)
@@ -604,3 +616,75 @@ def test_an_opt_in_namespace_selector_sends_only_the_namespaces_that_ask(
         assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
     finally:
         cluster.register()
+
+
+def served_certificate(cluster: Cluster) -> bytes:
+    """The serving certificate the webhook presents now (DER)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", cluster.server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=servers.SERVICE_DNS) as tls,
+    ):
+        found = tls.getpeercert(binary_form=True)
+    assert found is not None
+    return found
+
+
+def test_renewal_and_ca_rotation_refuse_no_pod_creation(tmp_path: Path) -> None:
+    """Guards day two end to end: with failurePolicy Fail (a refused call refuses the
+    pod), a loop creates Dify pods through the apiserver while `certs --renew` and the
+    three `--rotate-ca` steps run, each caBundle applied as the steps say: every
+    creation succeeds and every pod is patched."""
+    with started(tmp_path, env={"VOLUME_INIT_RELOAD_INTERVAL": "0.2"}) as cluster:
+        directory = tmp_path / "webhook-tls"
+        cluster.namespace("rotation")
+        cluster.register(failure_policy="Fail")
+        failures: list[str] = []
+        created: list[str] = []
+        stop = threading.Event()
+
+        def create() -> None:
+            index = 0
+            while not stop.is_set():
+                name = f"p{index}"
+                done = cluster.plane.kubectl(
+                    "create", "-f", "-", stdin=yaml.safe_dump(bare_pod(name, "rotation", DIFY)),
+                    check=False,
+                )  # fmt: skip
+                (created if done.returncode == 0 else failures).append(name + done.stderr)
+                index += 1
+
+        def step(*args: str, bundle: str | None = None) -> None:
+            done = subprocess.run(
+                [sys.executable, "-m", "webhook", "certs", "--out-dir", str(directory), *args],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            if bundle is not None:
+                cluster.register(failure_policy="Fail", ca_bundle=(directory / bundle).read_bytes())
+            wanted = x509.load_pem_x509_certificate((directory / "tls.crt").read_bytes())
+            der = wanted.public_bytes(serialization.Encoding.DER)
+            deadline = time.monotonic() + 30
+            while served_certificate(cluster) != der:
+                assert time.monotonic() < deadline, "the server never loaded the new certificate"
+                time.sleep(0.1)
+            time.sleep(1)
+
+        loop = threading.Thread(target=create)
+        loop.start()
+        try:
+            time.sleep(2)
+            step("--renew")
+            step("--rotate-ca", "start", bundle="ca-bundle.crt")
+            step("--rotate-ca", "switch")
+            step("--rotate-ca", "finish", bundle="ca.crt")
+            time.sleep(2)
+        finally:
+            stop.set()
+            loop.join(timeout=120)
+        assert failures == [], failures[:3]
+        assert len(created) >= 10, len(created)
+        pods = cluster.plane.get("pods", "-n", "rotation")["items"]
+        assert all(p["spec"]["initContainers"][0]["name"] == "volume-permissions" for p in pods)
