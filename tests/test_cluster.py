@@ -683,3 +683,120 @@ def test_renewal_and_ca_rotation_refuse_no_pod_creation(tmp_path: Path) -> None:
         assert len(created) == 4 + 4 * 8
         pods = cluster.plane.get("pods", "-n", "rotation")["items"]
         assert all(p["spec"]["initContainers"][0]["name"] == "volume-permissions" for p in pods)
+
+
+@contextmanager
+def sidecar_webhook(directory: Path) -> Iterator[tuple[int, bytes]]:
+    """A second mutating webhook (as a sidecar injector would be): it adds a container
+    `uploader` that mounts the pod's storage. Yields its port and CA."""
+    import base64
+    import http.server
+
+    bundle = certs.build(dns_names=["sidecar"], ip_addresses=["127.0.0.1"])
+    certs.write_files(directory, bundle)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            pod = review["request"]["object"]
+            mount = next(
+                m for m in pod["spec"]["containers"][0]["volumeMounts"]
+                if m["mountPath"] == "/app/api/storage"
+            )  # fmt: skip
+            names = [c["name"] for c in pod["spec"]["containers"]]
+            patch = [] if "uploader" in names else [
+                {
+                    "op": "add",
+                    "path": "/spec/containers/-",
+                    "value": {
+                        "name": "uploader",
+                        "image": "langgenius/dify-api:1.10.1",
+                        "volumeMounts": [{"name": mount["name"], "mountPath": "/app/api/storage"}],
+                    },
+                }
+            ]  # fmt: skip
+            response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": True}
+            if patch:
+                response["patchType"] = "JSONPatch"
+                response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+            body = json.dumps({**review, "response": response}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], bundle.ca_cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_container_another_webhook_adds_later_gets_the_security_context(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Guards reinvocation: a second webhook, called after ours, adds a container that
+    mounts the storage; with reinvocationPolicy IfNeeded on both, the apiserver calls
+    ours again and the stored pod's new container runs as the storage's owner too
+    (before, the reinvocation answered "already injected" and left it as root)."""
+    import base64
+
+    cluster.namespace("sidecars")
+    with sidecar_webhook(tmp_path / "sidecar") as (port, ca):
+        cluster.plane.apply(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "zz-sidecar-injector"},
+                "webhooks": [
+                    {
+                        "name": "sidecar.example.com",
+                        "admissionReviewVersions": ["v1"],
+                        "clientConfig": {
+                            "url": f"https://127.0.0.1:{port}/",
+                            "caBundle": base64.b64encode(ca).decode(),
+                        },
+                        "rules": [
+                            {
+                                "operations": ["CREATE"],
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "resources": ["pods"],
+                            }
+                        ],
+                        "objectSelector": {"matchLabels": {"sidecar": "yes"}},
+                        "failurePolicy": "Fail",
+                        "sideEffects": "None",
+                        "reinvocationPolicy": "IfNeeded",
+                    }
+                ],
+            }
+        )
+        time.sleep(1.5)  # as in Cluster.register
+        try:
+            cluster.plane.apply(bare_pod("with-sidecar", "sidecars", {**DIFY, "sidecar": "yes"}))
+        finally:
+            cluster.plane.kubectl("delete", "mutatingwebhookconfiguration", "zz-sidecar-injector")
+    stored = cluster.plane.get("pod", "-n", "sidecars", "with-sidecar")
+    assert [c["name"] for c in stored["spec"]["containers"]] == ["api", "uploader"]
+    assert stored["spec"]["initContainers"][0]["name"] == "volume-permissions"
+    for container in stored["spec"]["containers"]:
+        context = container["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == (
+            1001,
+            1001,
+            True,
+        ), container["name"]

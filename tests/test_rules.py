@@ -439,3 +439,45 @@ def test_storage_trees_never_nest_in_the_init_container_whichever_comes_first(
         assert paths == [first, "/app/api/storage-2"]
         assert init["command"][4:] == paths
         assert not any(hostpaths.within(a, b) for a in paths for b in paths if a != b)
+
+
+def test_a_reinvocation_gives_a_container_added_since_the_security_context() -> None:
+    """Guards reinvocation: after our patch, another webhook adds a container that mounts
+    the fixed storage; the second call gives it runAsUser/runAsGroup/runAsNonRoot and
+    nothing else, a third call changes nothing, and a container mounting a volume the
+    init container does not fix gets nothing."""
+    import jsonpatch
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"app.kubernetes.io/name": "dify", "component": "api"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "api",
+                    "image": "langgenius/dify-api:1.10.1",
+                    "volumeMounts": [{"name": "data", "mountPath": "/app/api/storage"}],
+                }
+            ],
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "other", "emptyDir": {}}],
+        },
+    }
+    first = mutation.mutate(pod, policy.default_policy(), namespace="dify")
+    patched = jsonpatch.apply_patch(pod, first.patch)
+    for name, volume in (("uploader", "data"), ("stranger", "other")):
+        patched["spec"]["containers"].append(
+            {
+                "name": name,
+                "image": "langgenius/dify-api:1.10.1",
+                "volumeMounts": [{"name": volume, "mountPath": "/app/api/storage"}],
+            }
+        )
+    second = mutation.mutate(patched, policy.default_policy(), namespace="dify")
+    assert second.outcome == "injected" and "container uploader" in second.message
+    assert [op["path"] for op in second.patch] == ["/spec/containers/1/securityContext"]
+    assert second.patch[0]["value"] == {"runAsUser": 1001, "runAsGroup": 1001, "runAsNonRoot": True}
+    third = mutation.mutate(
+        jsonpatch.apply_patch(patched, second.patch), policy.default_policy(), namespace="dify"
+    )
+    assert (third.reason, third.patch) == ("already-injected", [])

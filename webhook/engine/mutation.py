@@ -194,8 +194,7 @@ def _decide_for_rule(
         return _skip(pod, "windows-pod", f"{where}: Windows pod ({windows})", rule.name)
     ours = _injected(spec, annotations)
     if ours is not None:
-        message = f"already injected: init container {ours} is present"
-        return _skip(pod, "already-injected", message, rule.name)
+        return _reinvoked(pod, rule, scan.mounts, ours, where=where)
     if scan.root_images:
         container, image, since = scan.root_images[0]
         return _skip(
@@ -210,6 +209,51 @@ def _decide_for_rule(
     if isinstance(classified, Decision):
         return classified
     return _apply(pod, rule, classified, restricted=restricted, where=where)
+
+
+def _reinvoked(
+    pod: dict[str, Any], rule: Rule, mounts: list[storage.Mount], ours: str, *, where: str
+) -> Decision:
+    """A pod that already carries our init container: called again (reinvocation) after
+    another webhook changed it. A container that webhook added and that mounts the
+    storage gets the securityContext the others got; anything else is left alone."""
+    builder = PatchBuilder(pod)
+    warnings: list[str] = []
+    fixed = _fixed_volumes(pod)
+    mounting = [m for m in mounts if m.volume in fixed and not m.read_only]
+    if mounting:
+        _security_context(builder, rule, mounting, warnings)
+    if not builder.operations:
+        message = f"already injected: init container {ours} is present"
+        return _skip(pod, "already-injected", message, rule.name, warnings=warnings)
+    added = sorted(
+        {op["path"].split("/")[3] for op in builder.operations if "/containers/" in op["path"]}
+    )
+    names = ", ".join(pod["spec"]["containers"][int(i)].get("name", "?") for i in added)
+    return Decision(
+        "injected",
+        "injected",
+        f"{where}: already injected (init container {ours}); container {names}, added"
+        " since, mounts the storage and gets the securityContext",
+        builder.result,
+        patch=builder.operations,
+        warnings=warnings,
+        rule=rule.name,
+    )
+
+
+def _fixed_volumes(pod: dict[str, Any]) -> frozenset[str]:
+    """The volumes the status annotation says the init container fixes (none when it
+    cannot be read: then nothing is added on a reinvocation)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        status = orjson.loads(annotations.get(STATUS_ANNOTATION) or "null")
+    except orjson.JSONDecodeError:
+        return frozenset()
+    volumes = status.get("volumes") if isinstance(status, dict) else None
+    if not isinstance(volumes, list):
+        return frozenset()
+    return frozenset(v for v in volumes if isinstance(v, str))
 
 
 def _windows(spec: dict[str, Any]) -> str | None:
