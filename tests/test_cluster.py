@@ -10,7 +10,9 @@ through the apiserver's whole admission chain, and the tests read what it stored
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import json
 import socket
 import ssl
@@ -800,3 +802,104 @@ def test_a_container_another_webhook_adds_later_gets_the_security_context(
             1001,
             True,
         ), container["name"]
+
+
+CHART = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "dify-volume-init"
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+NOT_AFTER = "volume-init.dify.ai/not-after"
+
+
+def test_helm_install_upgrade_renewal_and_uninstall(tmp_path: Path) -> None:
+    """Guards the chart against the real API with Helm's own SDK: every object is
+    accepted on install; an upgrade keeps the generated certificate (read back with
+    `lookup`, which no offline render runs); an upgrade once the certificate is within
+    30 days of its end re-issues it from the kept CA, so the caBundle is unchanged and
+    still verifies it; uninstall leaves nothing of the release."""
+    import helm_python as helm
+
+    with started(tmp_path) as cluster:
+        plane = cluster.plane
+        plane.kubectl("delete", "mutatingwebhookconfiguration", "dify-volume-init")
+        config = helm.Config(kubeconfig_path=str(plane.kubeconfig), namespace="dify-volume-init")
+        try:
+            config.install(str(CHART), "dify-volume-init", create_namespace=True)
+
+            def secret() -> dict[str, Any]:
+                found: dict[str, Any] = plane.get(
+                    "secret",
+                    "-n",
+                    "dify-volume-init",
+                    "dify-volume-init-tls",
+                    "--show-managed-fields",
+                )
+                return found
+
+            def bundles() -> set[str]:
+                configuration = plane.get("mutatingwebhookconfiguration", "dify-volume-init")
+                return {e["clientConfig"]["caBundle"] for e in configuration["webhooks"]}
+
+            first = secret()
+            assert bundles() == {first["data"]["ca.crt"]}
+            assert plane.get("secret", "-n", "dify-volume-init", "dify-volume-init-ca")["data"][
+                "ca.key"
+            ]
+            config.upgrade(str(CHART), "dify-volume-init", reuse_values=True)
+            kept = secret()
+            assert kept["data"] == first["data"], "an upgrade must keep the certificate"
+            soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            # NB: time passing, as Helm's own field manager would have written it
+            # (Helm 4 applies server-side: another manager's annotation would conflict).
+            manager = next(
+                m["manager"] for m in kept["metadata"]["managedFields"] if m["operation"] == "Apply"
+            )
+            stamped = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": kept["type"],
+                "metadata": {
+                    "name": "dify-volume-init-tls",
+                    "namespace": "dify-volume-init",
+                    "labels": kept["metadata"]["labels"],
+                    "annotations": {**kept["metadata"]["annotations"], NOT_AFTER: soon},
+                },
+                "data": kept["data"],
+            }
+            plane.kubectl(
+                "apply", "--server-side", "--force-conflicts", f"--field-manager={manager}",
+                "-f", "-", stdin=yaml.safe_dump(stamped),
+            )  # fmt: skip
+            config.upgrade(str(CHART), "dify-volume-init", reuse_values=True)
+            renewed = secret()
+            assert renewed["data"]["tls.crt"] != first["data"]["tls.crt"]
+            assert renewed["data"]["ca.crt"] == first["data"]["ca.crt"]
+            assert bundles() == {first["data"]["ca.crt"]}
+            ca = x509.load_pem_x509_certificate(base64.b64decode(first["data"]["ca.crt"]))
+            leaf = x509.load_pem_x509_certificate(base64.b64decode(renewed["data"]["tls.crt"]))
+            leaf.verify_directly_issued_by(ca)
+            assert renewed["metadata"]["annotations"][NOT_AFTER] > soon
+        finally:
+            config.uninstall("dify-volume-init", ignore_not_found=True)
+            config.close()
+        left = plane.kubectl(
+            "get", "all,secret,configmap,mutatingwebhookconfiguration,poddisruptionbudget",
+            "-A", "-l", "app.kubernetes.io/instance=dify-volume-init", "-o", "name",
+        ).stdout  # fmt: skip
+        assert left.strip() == "", left
+
+
+def test_kustomize_and_manifests_are_accepted_by_the_real_api(tmp_path: Path) -> None:
+    """Guards what users apply: `kubectl apply -k deploy/` and `manifests | kubectl apply`
+    go through the real API's server-side validation in strict mode (an unknown or
+    misplaced field is an error, not a warning)."""
+    with started(tmp_path) as cluster:
+        plane = cluster.plane
+        plane.kubectl("delete", "mutatingwebhookconfiguration", "dify-volume-init")
+        plane.kubectl("apply", "--server-side", "--validate=strict", "-k", str(DEPLOY))
+        assert plane.get("deployment", "-n", "dify-volume-init", "dify-volume-init")
+        plane.kubectl("delete", "-k", str(DEPLOY), "--wait=false")
+        rendered = subprocess.run(
+            [sys.executable, "-m", "webhook", "manifests", "-n", "other-ns"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        plane.kubectl("apply", "--server-side", "--validate=strict", "-f", "-", stdin=rendered)
+        assert plane.get("service", "-n", "other-ns", "dify-volume-init")
