@@ -16,6 +16,7 @@ a pod: the tests read what the apiserver stored.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import signal
@@ -99,8 +100,6 @@ class _Authority:
             )
         )
         if server:
-            import ipaddress
-
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
                     [
