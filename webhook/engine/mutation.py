@@ -35,6 +35,7 @@ from webhook.engine import (
     limits,
     podshape,
     storage,
+    storagetype,
 )
 from webhook.engine.patches import Operation, PatchBuilder
 from webhook.engine.policy import Policy, Rule
@@ -62,6 +63,8 @@ REASONS: dict[str, str] = {
     "subpath-expr-unresolvable": "the init container could not expand a subPathExpr the same way",
     "pod-too-large": "more containers, volumes or storage mounts than the webhook handles",
     "windows-pod": "a Windows pod: ownership cannot be set",
+    "storage-not-local": "the app's STORAGE_TYPE is an object store: Dify does not write there",
+    "hostpath-not-directory": "the storage is a hostPath of a type that is not a directory",
     "opted-out": 'annotation volume-init.dify.ai/inject: "false"',
     "excluded-namespace": "the namespace is excluded (the policy's list or the webhook's own)",
     "mirror-pod": "a mirror pod of a static pod: the kubelet owns it",
@@ -69,6 +72,10 @@ REASONS: dict[str, str] = {
     "hostpath-refused": "denied: the storage is a hostPath of a system path",
 }
 """Every reason a decision gives, with one line of why (the README lists them)."""
+
+# hostPath types the init container cannot walk (the kubelet makes or checks a file,
+# socket or device there): `chown -R`/the walk exits 1 and the pod never starts.
+_NOT_DIRECTORY = frozenset({"File", "FileOrCreate", "Socket", "CharDevice", "BlockDevice"})
 
 # Skips of a pod a rule wants: the user is told why in a warning.
 _TOLD = frozenset(
@@ -79,6 +86,8 @@ _TOLD = frozenset(
         "subpath-expr-unresolvable",
         "pod-too-large",
         "windows-pod",
+        "storage-not-local",
+        "hostpath-not-directory",
     }
 )
 
@@ -195,6 +204,19 @@ def _decide_for_rule(
     ours = _injected(spec, annotations)
     if ours is not None:
         return _reinvoked(pod, rule, scan.mounts, ours, where=where)
+    notes: list[str] = []
+    if rule.skip_object_storage:
+        remote = _object_storage(spec, scan.mounts, notes)
+        if remote is not None:
+            container, what = remote
+            return _skip(
+                pod,
+                "storage-not-local",
+                f"{where}: container {container} has {what}: Dify writes its files to the"
+                f" object store, not to the volume at {', '.join(rule.mount_paths)} (and"
+                " ownership often cannot be changed on such a mount)",
+                rule.name,
+            )
     if scan.root_images:
         container, image, since = scan.root_images[0]
         return _skip(
@@ -208,7 +230,27 @@ def _decide_for_rule(
     classified = _classify(pod, rule, scan.mounts, where=where)
     if isinstance(classified, Decision):
         return classified
+    classified.warnings.extend(notes)
     return _apply(pod, rule, classified, restricted=restricted, where=where)
+
+
+def _object_storage(
+    spec: dict[str, Any], mounts: list[storage.Mount], notes: list[str]
+) -> tuple[str, str] | None:
+    """The first app container and its object store, when every app container that
+    mounts the storage writes to an object store; what could not be read goes to
+    `notes`."""
+    found: tuple[str, str] | None = None
+    for position in dict.fromkeys(m.position for m in mounts if m.kind == "containers"):
+        container = spec["containers"][position]
+        said = storagetype.of(container)
+        name = container.get("name", "?")
+        if said.unreadable:
+            notes.append(f"container {name}: {said.unreadable}: assumed local storage")
+        if said.remote is None:
+            return None
+        found = found or (name, said.remote)
+    return found
 
 
 def _reinvoked(
@@ -337,7 +379,7 @@ def _classify(
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or ()}
     writable = {m.key for m in mounts if not m.read_only}
     classified = _Classified([], {}, [])
-    read_only = 0
+    read_only = not_directory = 0
     for mount in mounts:
         volume = volumes.get(mount.volume)
         if volume is None:
@@ -354,6 +396,14 @@ def _classify(
             read_only += 1
             classified.warnings.append(
                 f"volume {mount.volume} at {mount.mount_path} is {why}: left alone"
+            )
+            continue
+        host_type = volume["hostPath"].get("type") if source == "hostPath" else None
+        if isinstance(host_type, str) and host_type in _NOT_DIRECTORY:
+            not_directory += 1
+            classified.warnings.append(
+                f"volume {mount.volume} at {mount.mount_path} is a hostPath of type"
+                f" {volume['hostPath']['type']}, not a directory: left alone"
             )
             continue
         if source == "hostPath":
@@ -379,6 +429,11 @@ def _classify(
         classified.fixable.append(mount)
     if classified.fixable:
         return classified
+    if not_directory and not read_only:
+        message = f"{where} matches, but its storage is a hostPath that is not a directory"
+        return _skip(
+            pod, "hostpath-not-directory", message, rule.name, warnings=classified.warnings
+        )
     reason = "read-only-storage" if read_only else "no-storage-mount"
     what = "writable " if read_only else "fixable "
     message = f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"

@@ -458,6 +458,8 @@ class Rule(_Model):
     """Added to the built-in forbidden host paths, never replacing them."""
     images: tuple[ImageRule, ...] = ()
     """When set, only containers running one of these images count."""
+    skip_object_storage: bool = True
+    """Leave alone a pod whose app containers' STORAGE_TYPE names an object store."""
 
     @property
     def mount_path_set(self) -> frozenset[str]:
