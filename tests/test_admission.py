@@ -106,6 +106,10 @@ def test_warnings_explain_conflicts(client: TestClient) -> None:
     """Guards response.warnings: conflicts are explained, prefixed."""
     pod = helpers.load_pod(helpers.PODS / "conflicts.yaml")
     warnings = post(client, helpers.review(pod))["response"]["warnings"]
+    assert any("runs as root (runAsUser: 0" in w for w in warnings)
+    assert all(w.startswith("volume-init: ") for w in warnings)
+    pod["spec"]["containers"][0]["securityContext"] = {}  # not root: patched, conflicts said
+    warnings = post(client, helpers.review(pod))["response"]["warnings"]
     assert any("fsGroup is 2000" in w for w in warnings)
     assert all(w.startswith("volume-init: ") for w in warnings)
 

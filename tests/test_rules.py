@@ -390,11 +390,11 @@ def test_an_explicit_null_is_unset(policy: Policy) -> None:
     pod["spec"]["securityContext"] = {"runAsUser": 0, "runAsNonRoot": None}
     pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": None, "runAsNonRoot": None}
     decision = decide(pod, policy)
-    assert "container api: runAsUser is 0 (set on the pod), the policy wants 1001: left as is" in (
-        decision.warnings
-    )
-    container = decision.pod["spec"]["containers"][0]["securityContext"]
-    assert container["runAsNonRoot"] is None, "runAsNonRoot would stop a UID 0 container"
+    assert decision.reason == "app-runs-as-root", "the pod-level 0 applies through the null"
+    assert "runAsUser: 0, set on the pod" in decision.message
+    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsNonRoot": None}
+    decision = decide(pod, policy)
+    assert decision.reason == "injected" and "for 1000:1001" in decision.message
 
 
 def test_messages_name_the_policy_owner_not_a_constant(policy: Policy) -> None:
@@ -402,7 +402,7 @@ def test_messages_name_the_policy_owner_not_a_constant(policy: Policy) -> None:
     rule = policy.spec.rules[0].model_copy(update={"user": 2500, "group": 2600})
     p = policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": (rule,)})})
     pod = api_pod()
-    pod["spec"]["securityContext"] = {"runAsUser": 0}
+    pod["spec"]["securityContext"] = {"runAsGroup": 0}
     decision = decide(pod, p)
     text = " ".join([decision.message, *decision.warnings])
     assert "2500" in text and "1001" not in text
@@ -481,3 +481,32 @@ def test_a_reinvocation_gives_a_container_added_since_the_security_context() -> 
         jsonpatch.apply_patch(patched, second.patch), policy.default_policy(), namespace="dify"
     )
     assert (third.reason, third.patch) == ("already-injected", [])
+
+
+def test_the_volume_goes_to_the_user_the_app_runs_as(policy: Policy) -> None:
+    """Guards the identity rule: an app that runs as another UID gets the volume for that
+    UID (and its runAsGroup), not the policy's 1001 (it lost write access on NFS and
+    hostPath, where fsGroup does nothing); an app that runs as root is left alone (it got
+    runAsGroup 1001 and, with drop ALL, lost write access); two apps on different UIDs
+    are left alone."""
+    pod = api_pod()
+    pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 1000}
+    decision = decide(pod, policy)
+    assert decision.reason == "injected" and "for 1000:1000" in decision.message
+    init = decision.pod["spec"]["initContainers"][0]
+    assert "export VI_USER=1000 VI_GROUP=1000" in " ".join(init["command"])
+    assert "container api runs as UID 1000 (set on the container)" in " ".join(decision.warnings)
+    root = api_pod()
+    root["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
+    assert decide(root, policy).reason == "app-runs-as-root"
+    two = api_pod()
+    worker = copy.deepcopy(two["spec"]["containers"][0])
+    worker["name"] = "worker"
+    worker["securityContext"] = {"runAsUser": 2000}
+    two["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1000}
+    two["spec"]["containers"].append(worker)
+    assert decide(two, policy).reason == "app-users-differ"
+    same = api_pod()
+    same["spec"]["securityContext"] = {"runAsUser": 1001}
+    decision = decide(same, policy)
+    assert decision.reason == "injected" and not any("runs as UID" in w for w in decision.warnings)

@@ -64,6 +64,8 @@ REASONS: dict[str, str] = {
     "pod-too-large": "more containers, volumes or storage mounts than the webhook handles",
     "windows-pod": "a Windows pod: ownership cannot be set",
     "storage-not-local": "the app's STORAGE_TYPE is an object store: Dify does not write there",
+    "app-runs-as-root": "an app container runs as root (runAsUser: 0): it can write already",
+    "app-users-differ": "the app containers run as different UIDs: no one owner serves them",
     "hostpath-not-directory": "the storage is a hostPath of a type that is not a directory",
     "opted-out": 'annotation volume-init.dify.ai/inject: "false"',
     "excluded-namespace": "the namespace is excluded (the policy's list or the webhook's own)",
@@ -88,6 +90,8 @@ _TOLD = frozenset(
         "windows-pod",
         "storage-not-local",
         "hostpath-not-directory",
+        "app-runs-as-root",
+        "app-users-differ",
     }
 )
 
@@ -231,7 +235,60 @@ def _decide_for_rule(
     if isinstance(classified, Decision):
         return classified
     classified.warnings.extend(notes)
+    identity = _identity(spec, classified.fixable)
+    if isinstance(identity, str):
+        reason, message = identity.split(":", 1)
+        return _skip(pod, reason, f"{where}: {message.strip()}", rule.name)
+    if identity is not None:
+        user, group, said = identity
+        if user != rule.user or (group is not None and group != rule.group):
+            classified.warnings.append(said)
+            rule = rule.model_copy(update={"user": user, "group": group or rule.group})
     return _apply(pod, rule, classified, restricted=restricted, where=where)
+
+
+def _identity(
+    spec: dict[str, Any], mounts: list[storage.Mount]
+) -> str | tuple[int, int | None, str] | None:
+    """Who the app containers that mount the storage will run as, from their own
+    securityContext (else the pod's): None when none says, so the policy's user
+    stands; `user, group, why` when they say another UID (the volume is given to the
+    app's real user, or it would lose write access where fsGroup does nothing); or
+    `reason: message` when the pod must be left alone (an app that runs as root, or
+    apps that run as different users)."""
+    pod_sc = spec.get("securityContext") or {}
+    users: dict[int, str] = {}
+    groups: set[int] = set()
+    for position in dict.fromkeys(m.position for m in mounts if m.kind == "containers"):
+        container = spec["containers"][position]
+        sc = container.get("securityContext") or {}
+        name = container.get("name", "?")
+        user, level = sc.get("runAsUser"), "container"
+        if user is None:
+            user, level = pod_sc.get("runAsUser"), "pod"
+        group = sc.get("runAsGroup")
+        if group is None:
+            group = pod_sc.get("runAsGroup")
+        if isinstance(group, int) and not isinstance(group, bool):
+            groups.add(group)
+        if not isinstance(user, int) or isinstance(user, bool):
+            continue
+        if user == 0:
+            return (
+                f"app-runs-as-root: container {name} runs as root (runAsUser: 0, set on the"
+                f" {level}): it can write the storage as it is, and giving the volume to"
+                " another user would take that away"
+            )
+        users.setdefault(user, f"container {name} runs as UID {user} (set on the {level})")
+    if len(users) > 1:
+        said = "; ".join(users.values())
+        return f"app-users-differ: {said}: no one owner lets them all write"
+    if not users:
+        return None
+    ((user, said),) = users.items()
+    group = next(iter(groups)) if len(groups) == 1 else None
+    owner = f"{user}:{group}" if group is not None else f"UID {user}"
+    return user, group, f"{said}: the volume is given to {owner}, as the app runs"
 
 
 def _object_storage(
