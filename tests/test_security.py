@@ -106,11 +106,12 @@ def test_the_webhooks_own_namespace_is_never_injected_whatever_the_policy() -> N
 
 
 def test_root_app_containers_get_a_warning_not_a_silent_override(policy: Policy) -> None:
-    """Guards an app container's runAsUser 0: kept, warned, no runAsNonRoot."""
+    """Guards an app container's runAsUser 0: the pod is left alone (it can write the
+    storage as root; a runAsGroup or a chown to 1001 would take that away), warned."""
     pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
     pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
     decision = mutation.mutate(pod, policy, namespace="dify")
+    assert (decision.reason, decision.patch) == ("app-runs-as-root", [])
     container = decision.pod["spec"]["containers"][0]["securityContext"]
-    assert container["runAsUser"] == 0
-    assert "runAsNonRoot" not in container
-    assert any("runAsUser is 0" in w for w in decision.warnings)
+    assert container == {"runAsUser": 0}
+    assert any("runs as root (runAsUser: 0" in w for w in decision.warnings)
