@@ -344,12 +344,8 @@ def _reinvoked(
 def _fixed_volumes(pod: dict[str, Any]) -> frozenset[str]:
     """The volumes the status annotation says the init container fixes (none when it
     cannot be read: then nothing is added on a reinvocation)."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    try:
-        status = orjson.loads(annotations.get(STATUS_ANNOTATION) or "null")
-    except orjson.JSONDecodeError:
-        return frozenset()
-    volumes = status.get("volumes") if isinstance(status, dict) else None
+    status = recorded_status((pod.get("metadata") or {}).get("annotations"))
+    volumes = (status or {}).get("volumes")
     if not isinstance(volumes, list):
         return frozenset()
     return frozenset(v for v in volumes if isinstance(v, str))
@@ -395,17 +391,23 @@ def _injected(spec: dict[str, Any], annotations: dict[str, str]) -> str | None:
         if initscript.runs_script(container.get("command")):
             return name
         present.add(name)
-    status = annotations.get(STATUS_ANNOTATION)
-    if status:
-        try:
-            recorded = orjson.loads(status)
-        except orjson.JSONDecodeError:
-            return None
-        if isinstance(recorded, dict):
-            name = recorded.get("initContainer")
-            if isinstance(name, str) and name in present:
-                return name
+    name = (recorded_status(annotations) or {}).get("initContainer")
+    if isinstance(name, str) and name in present:
+        return name
     return None
+
+
+def recorded_status(annotations: Any) -> dict[str, Any] | None:
+    """The status annotation as the JSON object it should hold, or None (absent, not
+    text, not JSON, not an object): the one reader of what the webhook wrote."""
+    value = annotations.get(STATUS_ANNOTATION) if isinstance(annotations, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        recorded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _read_only(volume: dict[str, Any], source: str) -> str | None:

@@ -113,6 +113,13 @@ def dns_label(value: str) -> str:
     return value
 
 
+def dns_subdomain(value: str) -> str:
+    """A DNS-1123 subdomain (most object names: pods, workloads), or `ValueError`."""
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{shown(value)} must be a DNS-1123 subdomain (at most 253 characters)")
+    return value
+
+
 def service_name(value: str) -> str:
     """A DNS-1035 label (a Service's name), or `ValueError` saying why not."""
     if not _DNS1035_LABEL.match(value):

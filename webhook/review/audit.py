@@ -20,15 +20,12 @@ control characters escaped, so no value can run, or forge a line.
 from __future__ import annotations
 
 import functools
-import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from webhook.engine import admission, mutation, podshape
+from webhook.engine import admission, mutation, podshape, policy
 from webhook.engine.errors import InvalidObject
 from webhook.engine.policy import LabelSelector, Policy
 
@@ -38,10 +35,6 @@ _FINISHED = frozenset({"Succeeded", "Failed"})
 _RESTARTABLE = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset"}
 # Controllers that make a new pod when one of theirs is deleted (a Job while it runs).
 _RECREATING = frozenset({"ReplicaSet", "ReplicationController", "Job"})
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _POD_LIST_KINDS = frozenset({"List", "PodList"})
 
 
@@ -231,15 +224,8 @@ def _patched(pod: dict[str, Any]) -> bool:
     """True when the pod carries the status annotation as the webhook writes it: JSON
     naming the rule, the volumes, the owner and the init container, which the pod has
     (none under Pod Security "restricted"). Anything else does not count."""
-    metadata = pod.get("metadata") or {}
-    value = (metadata.get("annotations") or {}).get(mutation.STATUS_ANNOTATION)
-    if not isinstance(value, str):
-        return False
-    try:
-        status = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return False
-    if not isinstance(status, dict) or set(status) != {"rule", "volumes", "owner", "initContainer"}:
+    status = mutation.recorded_status((pod.get("metadata") or {}).get("annotations"))
+    if status is None or set(status) != {"rule", "volumes", "owner", "initContainer"}:
         return False
     volumes, init = status["volumes"], status["initContainer"]
     if not (
@@ -325,8 +311,10 @@ def _unsafe(namespace: str, name: str, kind: str, owner: str) -> str | None:
             " does"
         )
     for what, value in (("namespace", namespace), ("pod name", name), ("owner name", owner)):
-        pattern = _DNS1123_LABEL if what == "namespace" else _DNS1123_SUBDOMAIN
-        if len(value) > 253 or not pattern.match(value):
+        check = policy.dns_label if what == "namespace" else policy.dns_subdomain
+        try:
+            check(value)
+        except ValueError:
             return f"its {what} {printable(repr(value))} is not a valid Kubernetes name"
     return None
 
