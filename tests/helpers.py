@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from webhook.engine import initscript, mutation
-from webhook.engine.policy import Policy
+from webhook.engine.policy import Policy, default_policy_text, parse_policy
 
 TESTDATA = Path(__file__).parent / "testdata"
 PODS = TESTDATA / "pods"
@@ -26,6 +26,22 @@ REFRESH = os.environ.get("REFRESH_GOLDEN") == "1"
 def pod_inputs() -> list[Path]:
     """Every pod of the golden set, discovered by name."""
     return sorted(p for p in PODS.glob("*.yaml") if not p.name.endswith(GOLDEN_SUFFIX))
+
+
+# Golden pods decided under an edit of the default policy: (old text, new text).
+POLICY_EDITS: dict[str, tuple[str, str]] = {
+    "digest-only-leave-alone": ("untaggedDigest: current", "untaggedDigest: leaveAlone"),
+}
+
+
+def policy_for(pod_file: Path, default: Policy) -> Policy:
+    """The policy a golden pod is decided under: the default, or its edit of it."""
+    edit = POLICY_EDITS.get(pod_file.stem)
+    if edit is None:
+        return default
+    text = default_policy_text()
+    assert edit[0] in text, edit
+    return parse_policy(text.replace(*edit), source=pod_file.name)
 
 
 def golden_path(pod_file: Path) -> Path:
@@ -193,3 +209,11 @@ def with_managed_fields(pod: dict[str, Any], *, entries: int, fields: int) -> di
         for _ in range(entries)
     ]
     return result
+
+
+def first_rule_policy_text() -> str:
+    """The built-in policy with its first rule only (`dify-storage`): for tests that
+    edit one line of it by text and name the line."""
+    text = default_policy_text()
+    cut = text.index("    - name: dify-generic-labels")
+    return text[:cut]

@@ -34,7 +34,8 @@ def test_policy_check_accepts_the_default(tmp_path: Path) -> None:
     path.write_text(policy.default_policy_text())
     result = run("policy", "check", str(path))
     assert result.returncode == 0
-    assert result.stdout.startswith(f"{path}: valid (1 rule(s): dify-storage)\nselection ")
+    rules = "2 rule(s): dify-storage, dify-generic-labels"
+    assert result.stdout.startswith(f"{path}: valid ({rules})\nselection ")
 
 
 def test_policy_check_lists_every_error_with_line_and_field(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_ca_bundle_and_webhook_settings() -> None:
     """Guards the webhook configuration's settings (versions, side effects, timeouts, rules)."""
     pem = b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
     config = manifests.webhook_configuration(policy.default_policy(), ca_bundle=pem)
-    assert len(config["webhooks"]) == 8  # four pod selectors, each in two Pod Security modes
+    assert len(config["webhooks"]) == 10  # five pod selectors, each in two Pod Security modes
     for entry in config["webhooks"]:
         assert base64.b64decode(entry["clientConfig"]["caBundle"]) == pem
         assert entry["admissionReviewVersions"] == ["v1"]

@@ -30,7 +30,7 @@ IDS = [p.stem for p in INPUTS]
 def test_golden(pod_file: Path, policy: Policy) -> None:
     """Guards every decision: outcome, reason, message, warnings and patch, both modes."""
     pod = helpers.load_pod(pod_file)
-    record = helpers.golden_record(pod, policy)
+    record = helpers.golden_record(pod, helpers.policy_for(pod_file, policy))
     helpers.assert_golden(helpers.golden_path(pod_file), helpers.dump_yaml(record))
 
 

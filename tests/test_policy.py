@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import first_rule_policy_text
 from webhook import files
 from webhook.engine import policy
 from webhook.engine.errors import PolicyError, UsageError
 from webhook.engine.policy import LabelSelector
 
-DEFAULT = policy.default_policy_text()
+DEFAULT = first_rule_policy_text()
 
 
 def errors_of(text: str) -> list[str]:
@@ -30,10 +31,18 @@ def test_default_policy_is_the_spec_example() -> None:
         "limits": {"memory": "64Mi"},
     }
     assert len(rule.pod_selectors) == 4
-    assert [(i.repository, i.non_root_since) for i in rule.images] == [
-        ("langgenius/dify-api", "1.10.1")
+    assert [(i.repository, i.non_root_since, i.untagged_digest) for i in rule.images] == [
+        ("dify-api", "1.10.1", "current")
     ]
     assert rule.forbidden_host_path_prefixes == ()
+    assert rule.warn_image_not_listed
+    generic = p.spec.rules[1]
+    assert generic.name == "dify-generic-labels"
+    described = [s.description for s in generic.pod_selectors]
+    assert described == ["app in (api,worker,worker-beat,beat)"]
+    assert generic.images == rule.images and not generic.warn_image_not_listed
+    same = {"pod_selectors", "name", "warn_image_not_listed"}
+    assert generic.model_dump(exclude=same) == rule.model_dump(exclude=same)
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,12 @@ def test_tag_versions(tag: str, version: tuple[int, int, int] | None) -> None:
         ("langgenius/dify-api-custom:1.11.1", "image-not-listed"),
         ("other/langgenius-dify-api:1.11.1", "image-not-listed"),
         ("langgenius/dify-web:1.11.1", "image-not-listed"),
+        ("harbor.example/library/dify-api:1.13.3", "injected"),
+        ("harbor.example:8443/dify-api:1.13.3", "injected"),
+        ("registry.cn-hangzhou.aliyuncs.com/langgenius/dify-api:1.13.3", "injected"),
+        ("harbor.example/library/dify-api:1.9.0", "image-runs-as-root"),
+        ("langgenius/dify-ee-api:3.0.0", "image-not-listed"),
+        ("registry.example/dify-enterprise/dify-ee-api:3.0.0", "image-not-listed"),
     ],
 )
 def test_the_images_guard(policy: Policy, image: str, reason: str) -> None:
@@ -113,6 +119,65 @@ def test_a_later_rule_with_its_images_can_take_the_pod() -> None:
     pod["spec"]["containers"][0]["image"] = "nginx:1.27"
     decision = decide(pod, p)
     assert (decision.reason, decision.rule) == ("image-not-listed", "site-api")
+
+
+def test_a_digest_with_no_tag_follows_the_policy(policy: Policy) -> None:
+    """Guards untaggedDigest: `current` (the default) injects an image pinned by digest
+    alone; `leaveAlone` leaves the pod alone with its own reason and a warning."""
+    pod = api_pod()
+    pod["spec"]["containers"][0]["image"] = "harbor.example/library/dify-api@sha256:" + "b" * 64
+    assert decide(pod, policy).reason == "injected"
+    text = policy_text_with("untaggedDigest: current", "untaggedDigest: leaveAlone")
+    decision = decide(pod, text)
+    assert decision.reason == "image-version-unknown"
+    assert "pinned by digest with no tag" in decision.warnings[0]
+    pod["spec"]["containers"][0]["image"] = "dify-api:1.13.3@sha256:" + "b" * 64
+    assert decide(pod, text).reason == "injected"
+
+
+def policy_text_with(old: str, new: str) -> Policy:
+    text = policy.default_policy_text()
+    assert old in text
+    return policy.parse_policy(text.replace(old, new), source="p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("labels", "image", "mounts", "reason", "rule", "warned"),
+    [
+        ({"app": "api"}, "langgenius/dify-api:1.13.3", True, "injected", "dify-generic-labels", 0),
+        ({"app": "worker"}, "harbor.example/library/dify-api:1.13.3", True, "injected", None, 0),
+        ({"app": "worker-beat"}, "dify-api:1.13.3", True, "injected", None, 0),
+        ({"app": "beat"}, "dify-api:1.13.3", True, "injected", None, 0),
+        ({"app": "api"}, "langgenius/dify-api:1.9.0", True, "image-runs-as-root", None, 1),
+        ({"app": "api"}, "nginx:1.27", True, "image-not-listed", None, 0),
+        ({"app": "api"}, "nginx:1.27", False, "no-storage-mount", None, 0),
+        ({"app": "web"}, "langgenius/dify-api:1.13.3", True, "no-rule-matched", None, 0),
+        ({"app": "dify-api"}, "nginx:1.27", True, "image-not-listed", "dify-storage", 1),
+    ],
+)
+def test_generic_labels_are_guarded_by_the_image(  # noqa: PLR0917
+    policy: Policy,
+    labels: dict[str, str],
+    image: str,
+    mounts: bool,
+    reason: str,
+    rule: str | None,
+    warned: int,
+) -> None:
+    """Guards the default's `app in (api, worker, worker-beat, beat)` rule: Dify's image
+    is fixed behind any mirror, any other image is never touched nor warned about
+    (warnImageNotListed: false), where the Dify-named labels still warn."""
+    pod = api_pod()
+    pod["metadata"]["labels"] = labels
+    container = pod["spec"]["containers"][0]
+    container["image"] = image
+    if not mounts:
+        container["volumeMounts"] = []
+    decision = decide(pod, policy)
+    assert decision.reason == reason
+    if rule is not None:
+        assert decision.rule == rule
+    assert len(decision.warnings) == warned, decision.warnings
 
 
 SITE_RULE = """\
@@ -337,7 +402,7 @@ def test_a_policy_adds_forbidden_prefixes_but_cannot_remove_the_built_in_ones() 
 
 def test_forbidden_prefixes_are_validated() -> None:
     """Guards the validation of forbiddenHostPathPrefixes (absolute paths)."""
-    text = policy.default_policy_text().replace(
+    text = helpers.first_rule_policy_text().replace(
         "forbiddenHostPathPrefixes: []", "forbiddenHostPathPrefixes: [srv]"
     )
     (error,) = policy.policy_errors(text, source="p.yaml")

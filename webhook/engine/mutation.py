@@ -59,6 +59,7 @@ REASONS: dict[str, str] = {
     "no-storage-mount": "a rule matches, but no container mounts a volume at its mountPaths",
     "image-not-listed": "no container mounting the storage runs one of the rule's images",
     "image-runs-as-root": "the app image is older than nonRootSince and runs as root",
+    "image-version-unknown": "the app image is pinned by digest alone, and the rule asks for a tag",
     "read-only-storage": "the storage is read-only (its source or every mount of it)",
     "subpath-expr-unresolvable": "the init container could not expand a subPathExpr the same way",
     "pod-too-large": "more containers, volumes or storage mounts than the webhook handles",
@@ -84,6 +85,7 @@ _TOLD = frozenset(
     {
         "image-not-listed",
         "image-runs-as-root",
+        "image-version-unknown",
         "read-only-storage",
         "subpath-expr-unresolvable",
         "pod-too-large",
@@ -165,10 +167,11 @@ def _skip(
     rule: str | None = None,
     *,
     warnings: list[str] | None = None,
+    quiet: bool = False,
 ) -> Decision:
     """The pod left alone, with `warnings` said on the way; a rule that wanted it
-    says why in a warning too, first."""
-    told = [f"not injected: {message}"] if reason in _TOLD else []
+    says why in a warning too, first (unless `quiet`)."""
+    told = [f"not injected: {message}"] if reason in _TOLD and quiet is False else []
     return Decision("skipped", reason, message, pod, warnings=[*told, *(warnings or ())], rule=rule)
 
 
@@ -195,6 +198,7 @@ def _decide_for_rule(
                 f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
                 f" none of the rule's images ({wanted})",
                 rule.name,
+                quiet=not rule.warn_image_not_listed,
             )
         return _skip(
             pod,
@@ -229,6 +233,16 @@ def _decide_for_rule(
             f"{where}: container {container} runs {image}, older than {since}, from which"
             " the image runs as non-root; forcing a user onto it would change an app that"
             " has no problem",
+            rule.name,
+        )
+    if scan.unknown_versions:
+        container, image = scan.unknown_versions[0]
+        return _skip(
+            pod,
+            "image-version-unknown",
+            f"{where}: container {container} runs {image}, pinned by digest with no tag:"
+            " its version, and so its user, cannot be told (the rule's images entry says"
+            " untaggedDigest: leaveAlone)",
             rule.name,
         )
     classified = _classify(pod, rule, scan.mounts, where=where)

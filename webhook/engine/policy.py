@@ -433,7 +433,12 @@ class ImageRule(_Model):
     """One app image a rule fixes, and the version from which it runs as non-root."""
 
     repository: Annotated[str, AfterValidator(_repository), _schema("repository")]
+    """Matched after any registry, mirror path or project: `dify-api` is the image's
+    last path segment, `langgenius/dify-api` its last two."""
     non_root_since: Annotated[str, BeforeValidator(_version), _schema("version")] | None = None
+    untagged_digest: Literal["current", "leaveAlone"] = "current"
+    """An image pinned by digest with no tag names no version: `current` takes it as
+    at least nonRootSince, `leaveAlone` leaves its pod alone (image-version-unknown)."""
 
     @property
     def since(self) -> images.Version | None:
@@ -449,6 +454,13 @@ class ImageRule(_Model):
             return False
         version = images.version_of(reference)
         return version is not None and version < self.since
+
+    def version_unknown(self, reference: str) -> bool:
+        """Pinned by digest with no tag, and the policy does not take that as current."""
+        if self.untagged_digest == "current" or self.since is None:
+            return False
+        parsed = images.parse(reference)
+        return parsed.tag is None and parsed.digest is not None
 
 
 class Rule(_Model):
@@ -467,6 +479,9 @@ class Rule(_Model):
     """When set, only containers running one of these images count."""
     skip_object_storage: bool = True
     """Leave alone a pod whose app containers' STORAGE_TYPE names an object store."""
+    warn_image_not_listed: bool = True
+    """Warn when a selected pod mounts the storage from an image not in `images`; off
+    for a rule of generic labels (`app: api`), where most such pods are not Dify."""
 
     @property
     def mount_path_set(self) -> frozenset[str]:

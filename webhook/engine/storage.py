@@ -45,6 +45,9 @@ class Scan:
     """Containers mounting a storage path but running none of the rule's images."""
     root_images: list[tuple[str, str, str]] = field(default_factory=list)
     """(container, image, nonRootSince) of counted containers whose image runs as root."""
+    unknown_versions: list[tuple[str, str]] = field(default_factory=list)
+    """(container, image) of counted containers pinned by digest alone, under a policy
+    that does not take that as current."""
     too_large: str | None = None
     """Why the scan stopped early: more storage mounts, or a longer path, than handled."""
 
@@ -75,6 +78,8 @@ def scan(spec: dict[str, Any], rule: Rule) -> Scan:
                     continue
                 if entry.runs_as_root(image):
                     scan.root_images.append((name, image, str(entry.non_root_since)))
+                elif entry.version_unknown(image):
+                    scan.unknown_versions.append((name, image))
             # A storage path below another one of the same container is nested in it.
             top = [r for r in roots if not any(r != o and hostpaths.within(r, o) for o in roots)]
             for mount, path in zip(entries, paths, strict=True):
