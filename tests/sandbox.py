@@ -79,6 +79,7 @@ def run_container(
     read_only: frozenset[str] = frozenset(),
     mounts: tuple[tuple[Path, str, bool], ...] = (),
     timeout: float = 120,
+    pid_namespace: bool = False,
 ) -> Result:
     """Run `container` (as found in a patch) with each named volume backed by a directory.
 
@@ -86,6 +87,8 @@ def run_container(
     (source, container path, read-only) bind mounts made after the volumes, so
     they can land inside one (a same-filesystem bind, a snapshot share). The
     container's plain `env` values are set; others are not resolved here.
+    `pid_namespace` runs it in its own PID namespace, as a runtime does: its
+    command is PID 1 (`$$` is 1 in every container).
     """
     rootfs = workdir / "rootfs"
     if rootfs.exists():
@@ -112,6 +115,7 @@ def run_container(
     argv = [
         "unshare",
         "-m",
+        *(("--pid", "--fork", "--kill-child") if pid_namespace else ()),
         "--propagation",
         "private",
         "--",

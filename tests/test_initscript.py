@@ -7,6 +7,7 @@ them (see tests/sandbox.py).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import subprocess
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests import helpers, sandbox
-from webhook.engine import initcontainer, mutation
+from webhook.engine import initcontainer, initscript, mutation
 from webhook.engine.policy import Policy
 
 pytestmark = [
@@ -507,6 +509,51 @@ def test_a_flag_root_may_not_write_is_a_warning(policy: Policy, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "the flag file could not be written: Permission denied" in result.stderr
     assert sorted(p.name for p in storage.iterdir()) == ["privkeys"], "nothing left behind"
+
+
+def test_api_and_worker_starting_together_both_write_the_flag(
+    policy: Policy, volume: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: the flag's temporary file was `.init_permissions.tmp.$$`, and `$$` is 1
+    in every container: pods starting together on one ReadWriteMany volume truncated
+    and renamed each other's file ("the flag file could not be written" in most runs).
+    Each run in its own PID namespace, so each script is PID 1 as in a pod."""
+    storage, _ = volume
+    init = injected_container(policy, "helm-api.yaml")
+    runs = 12
+
+    def start(i: int) -> sandbox.Result:
+        workdir = tmp_path / f"pod{i}"
+        workdir.mkdir()
+        return sandbox.run_container(init, {"app-data": storage}, workdir, pid_namespace=True)
+
+    with concurrent.futures.ThreadPoolExecutor(runs) as pool:
+        results = list(pool.map(start, range(runs)))
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert "flag file could not be written" not in result.stderr, result.stderr
+    assert (storage / ".init_permissions").read_text() == "1001:1001\n"
+    assert sorted(p.name for p in storage.glob(".init_permissions*")) == [".init_permissions"]
+    assert set(owners(storage).values()) == {(1001, 1001)}
+
+
+def test_the_script_prints_as_a_yaml_block() -> None:
+    """Before: three literal tabs in the script; go-yaml (kubectl get -o yaml) and
+    PyYAML refuse tabs in a block scalar, so every pod showed the script as one
+    quoted line. Now `|` block style is possible, and chosen by a dumper asked for it."""
+    text = initscript.script_text(user=1001, group=1001)
+    assert "\t" not in text
+    assert not [line for line in text.splitlines() if line != line.rstrip()], "trailing spaces"
+
+    class Block(yaml.SafeDumper):
+        pass
+
+    Block.add_representer(
+        str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, "|")
+    )
+    dumped = yaml.dump({"script": text}, Dumper=Block)
+    assert dumped.startswith(("script: |", '"script": |')), dumped[:80]
+    assert yaml.safe_load(dumped)["script"] == text
 
 
 def test_a_full_disk_leaves_no_flag_behind(policy: Policy, tmp_path: Path) -> None:

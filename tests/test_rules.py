@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests import helpers
+from tests import helpers, podvalidity
 from webhook.engine import envexpand, hostpaths, images, mutation, policy
 from webhook.engine.policy import Policy
 
@@ -575,3 +575,37 @@ def test_the_volume_goes_to_the_user_the_app_runs_as(policy: Policy) -> None:
     same["spec"]["securityContext"] = {"runAsUser": 1001}
     decision = decide(same, policy)
     assert decision.reason == "injected" and not any("runs as UID" in w for w in decision.warnings)
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ({"type": "Localhost", "localhostProfile": "dify-api"}, {"type": "RuntimeDefault"}),
+        ({"type": "RuntimeDefault"}, None),
+        (None, None),
+    ],
+)
+def test_a_pod_level_apparmor_localhost_profile_is_not_inherited_silently(
+    policy: Policy, profile: dict[str, str] | None, expected: dict[str, str] | None
+) -> None:
+    """Before: a pod-level AppArmor Localhost profile, written for the app, was inherited
+    by the init container without a word (and may deny its chown). Now the init
+    container runs under RuntimeDefault and a warning says so; other profiles are
+    inherited as before (the node may not enforce AppArmor at all)."""
+    pod = api_pod()
+    if profile is not None:
+        pod["spec"]["securityContext"] = {"appArmorProfile": profile}
+    decision = decide(pod, policy)
+    assert decision.reason == "injected"
+    init = decision.pod["spec"]["initContainers"][0]
+    assert init["securityContext"].get("appArmorProfile") == expected
+    said = [w for w in decision.warnings if "AppArmor" in w]
+    if expected is None:
+        assert said == []
+    else:
+        assert said == [
+            "the pod's AppArmor profile Localhost/dify-api is the app's: the init container"
+            " volume-permissions runs under RuntimeDefault instead, so that its chown is not"
+            " denied by a profile written for the app"
+        ]
+        assert podvalidity.problems(decision.pod) == []

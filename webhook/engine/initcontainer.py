@@ -51,6 +51,7 @@ def add(
                 " or . _ : + - (e.g. a date), starting with a letter or digit"
             )
     container = _init_container(rule, fixable, name=name, group=group, env_from=env_from, env=env)
+    _own_apparmor(spec, container, warnings)
     app: dict[str, Any] = next(
         (spec["containers"][m.position] for m in fixable if m.kind == "containers"),
         {},
@@ -60,6 +61,23 @@ def add(
         container = _with(container, "resources", sized, before="securityContext")
     builder.insert(("spec", "initContainers"), 0, container)
     return name
+
+
+def _own_apparmor(spec: dict[str, Any], container: dict[str, Any], warnings: list[str]) -> None:
+    """A pod-level AppArmor `Localhost` profile is written for the app, and would be
+    inherited by the init container, whose chown it may deny: the init container gets
+    the runtime's default profile instead, and the user is told. (The node enforces
+    AppArmor already, or the pod would not start at all.)"""
+    profile = (spec.get("securityContext") or {}).get("appArmorProfile") or {}
+    if profile.get("type") != "Localhost":
+        return
+    container["securityContext"]["appArmorProfile"] = {"type": "RuntimeDefault"}
+    named = profile.get("localhostProfile") or "?"
+    warnings.append(
+        f"the pod's AppArmor profile Localhost/{named} is the app's: the init container"
+        f" {container['name']} runs under RuntimeDefault instead, so that its chown is"
+        " not denied by a profile written for the app"
+    )
 
 
 def _with(container: dict[str, Any], key: str, value: Any, *, before: str) -> dict[str, Any]:

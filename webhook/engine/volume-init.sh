@@ -61,9 +61,9 @@ for f; do
   shown=$(printf "%s" "$f" | awk "$VI_ESC")
   case $cause in
     "No such file or directory") echo "${VI_TAG}gone" ;;
-    "Read-only file system") echo "${VI_TAG}ro	$shown" ;;
+    "Read-only file system") printf "%sro\\t%s\\n" "$VI_TAG" "$shown" ;;
     *)
-      echo "${VI_TAG}bad $cause	$shown"
+      printf "%sbad %s\\t%s\\n" "$VI_TAG" "$cause" "$shown"
       echo "${VI_TAG}skip $left"
       exit 0
       ;;
@@ -259,8 +259,7 @@ EOF
   IFS=$VI_TAG
   # shellcheck disable=SC2086
   set -- $summary
-  IFS=' 	
-'
+  unset IFS
   set +f
   changed=$((${1:-0} + root_changed)) ro=${2:-0} ro_first=${3:-} bad=${4:-0} cause=${5:-} bad_first=${6:-}
   walk=${7:-0} walk_first=${8:-}
@@ -293,12 +292,19 @@ EOF
     continue
   fi
   # The flag is a cache: write it whole and owned, or not at all.
-  temp=$dir/.init_permissions.tmp.$$
+  # NB: a unique name (mktemp, O_EXCL, mode 0600): `$$` is 1 in every container, so
+  # api and worker starting together on one ReadWriteMany volume would share it. No
+  # chmod: another pod's walk may give the file to the app user first, and root
+  # without CAP_FOWNER may not chmod what it does not own.
   if [ -d "$flag" ] && [ ! -h "$flag" ]; then
     reason="the flag path $(esc "$flag") is a directory"
-  elif ! err=$({ printf '%s\n' "$flagged" > "$temp" && chown -h "$want" -- "$temp" &&
-    mv -f -- "$temp" "$flag"; } 2>&1); then
-    rm -f -- "$temp"
+  elif ! err=$({
+    temp=$(mktemp "$dir/@FLAG@.tmp.XXXXXX") || exit 1
+    printf '%s\n' "$flagged" > "$temp" && chown -h "$want" -- "$temp" &&
+      mv -f -- "$temp" "$flag" && exit 0
+    rm -f -- "$temp" 2>/dev/null
+    exit 1
+  } 2>&1); then
     reason="the flag file could not be written: ${err##*: }"
   else
     reason=
