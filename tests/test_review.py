@@ -341,3 +341,123 @@ def test_an_opt_in_namespace_selector_is_applied_with_namespace_labels(tmp_path:
     assert (
         broken.stderr == "dify-volume-init: --namespace-labels: 'no-equals-sign' is not KEY=VALUE\n"
     )
+
+
+DUPLICATED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: dify-api
+  namespace: dify
+spec:
+  selector: {matchLabels: {app: dify-api}}
+  template:
+    metadata:
+      labels: {app: dify-api}
+    spec:
+      containers:
+        - name: api
+          image: langgenius/dify-api:1.9.0
+          image: langgenius/dify-api:1.13.3
+          volumeMounts: [{name: storage, mountPath: /app/api/storage}]
+      volumes: [{name: storage, persistentVolumeClaim: {claimName: dify}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dify-worker, namespace: dify, labels: {app: dify-worker}}
+spec:
+  containers:
+    - name: worker
+      image: langgenius/dify-api:1.13.3
+      volumeMounts: [{name: storage, mountPath: /app/api/storage}]
+  volumes: [{name: storage, persistentVolumeClaim: {claimName: dify}}]
+"""
+
+
+def test_duplicate_keys_are_a_warning_and_the_last_value_wins(tmp_path: Path) -> None:
+    """Before: the whole file was refused at the first duplicate key (exit 2), where
+    kubectl applies it with the last value (3 of 13 public repositories have one). Now a
+    warning names both lines, the last value decides (here 1.13.3: patched, where the
+    first value, 1.9.0, would be left alone as root-running), and the rest is reviewed."""
+    manifest = tmp_path / "dup.yaml"
+    manifest.write_text(DUPLICATED)
+    result = cli("-f", str(manifest), "-o", "json", "--explain")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"{manifest}:15: warning: duplicate key 'image' (also on line 14): the last value is"
+        " used, as kubectl reads it"
+    ) in result.stderr.splitlines()
+    assert "Deployment dify/dify-api: patched" in result.stderr
+    assert "Pod dify/dify-worker: patched" in result.stderr
+    out = json.loads(result.stdout)
+    containers = out["items"][0]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "langgenius/dify-api:1.13.3"
+
+
+def test_a_merge_key_override_is_not_a_duplicate(tmp_path: Path) -> None:
+    """Before: `<<: *defaults` then the same key written again was refused as a
+    duplicate, though YAML defines it as an override (Dify's own compose file does it)."""
+    manifest = tmp_path / "merge.yaml"
+    manifest.write_text(
+        DUPLICATED.replace(
+            "          image: langgenius/dify-api:1.9.0\n          image:",
+            "          <<: &base {image: langgenius/dify-api:1.9.0}\n          image:",
+        )
+    )
+    result = cli("-f", str(manifest), "-o", "patch", "--explain")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert "Deployment dify/dify-api: patched" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ("volume-init.dify.ai/inject=disabled", "unchanged: not sent: the namespace is labelled"),
+        ("pod-security.kubernetes.io/enforce=restricted", "(Pod Security restricted))"),
+        ("pod-security.kubernetes.io/enforce=baseline", "patched: rule dify-storage"),
+        ("team=ai", "patched: rule dify-storage"),
+    ],
+)
+def test_namespace_labels_decide_as_the_webhook_configuration(labels: str, expected: str) -> None:
+    """Before: --namespace-labels applied only the opt-in namespaceSelector:
+    inject=disabled still showed an injection the apiserver never sends, and
+    enforce=restricted the full patch Pod Security would refuse. Now the entries
+    `manifests` renders decide, as in the cluster."""
+    result = cli(
+        "-f", str(EXAMPLES / "dify-helm-nfs.yaml"), "--namespace-labels", labels,
+        "-o", "patch", "--explain",
+    )  # fmt: skip
+    line = next(x for x in result.stderr.splitlines() if "Deployment dify/dify-api:" in x)
+    assert expected in line, line
+    if "restricted" in expected:
+        assert "initContainers" in cli("-f", str(EXAMPLES / "dify-helm-nfs.yaml")).stdout
+        assert "initContainers" not in result.stdout
+
+
+@pytest.mark.parametrize("labels", [None, "team=ai"])
+def test_kube_system_is_excluded_whatever_the_policy_lists(
+    tmp_path: Path, labels: str | None
+) -> None:
+    """Before: a policy whose excludeNamespaces left kube-system out made review (and the
+    engine) inject there, while `manifests` and the chart never send kube-system. Now
+    one function (policy.excluded_namespaces) decides for all of them."""
+    custom = tmp_path / "policy.yaml"
+    custom.write_text(
+        default_policy_text().replace(
+            "excludeNamespaces: [kube-system, kube-public, kube-node-lease]",
+            "excludeNamespaces: [kube-public]",
+        )
+    )
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        DUPLICATED.split("---\n")[1].replace("namespace: dify", "namespace: kube-system")
+    )
+    args = ["-f", str(manifest), "--policy", str(custom), "-o", "patch", "--explain"]
+    if labels is not None:
+        args += ["--namespace-labels", labels]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    said = "not sent: namespace kube-system is excluded" if labels else "excluded-namespace"
+    assert said in result.stderr, result.stderr

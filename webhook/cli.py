@@ -368,6 +368,7 @@ def _last_resort(exc: BaseException) -> str:
 def _audit(args: argparse.Namespace) -> int:
     from webhook import manifests  # noqa: PLC0415
     from webhook.review import audit  # noqa: PLC0415 - keeps `serve` lean
+    from webhook.review.selection import Selection  # noqa: PLC0415
 
     loaded = files.load_policy(args.policy)
     webhook_namespace = _checked("--webhook-namespace", policy.dns_label, args.webhook_namespace)
@@ -379,7 +380,7 @@ def _audit(args: argparse.Namespace) -> int:
         except InvalidObject as exc:
             raise UsageError(f"{args.namespaces}: {exc}") from None
         configuration = manifests.webhook_configuration(loaded, namespace=webhook_namespace)
-        selection = audit.Selection(configuration["webhooks"], labels)
+        selection = Selection(configuration["webhooks"], labels)
     try:
         live = audit.pods(_documents(args.files))
         findings = audit.audit(
@@ -420,6 +421,23 @@ def _labels(text: str | None) -> dict[str, str] | None:
             raise UsageError(f"--namespace-labels: {pair!r} is not KEY=VALUE")
         labels[key] = value
     return labels
+
+
+def _review_selection(
+    loaded: policy.Policy, labels: dict[str, str] | None, *, restricted: bool
+) -> Any:
+    """With `--namespace-labels`, the entries `manifests` renders and those labels, so
+    `review` decides which pods are sent, and to which entry, as the apiserver does
+    (`--pod-security restricted` adds the enforce label when the labels lack one)."""
+    if labels is None:
+        return None
+    from webhook import manifests  # noqa: PLC0415
+    from webhook.review.selection import ENFORCE_LABEL, Selection  # noqa: PLC0415
+
+    if restricted:
+        labels = {ENFORCE_LABEL: "restricted", **labels}
+    configuration = manifests.webhook_configuration(loaded)
+    return Selection(configuration["webhooks"], {}, other_labels=labels)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -481,11 +499,12 @@ def _review(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     loaded = files.load_policy(args.policy)
+    restricted = args.pod_security == "restricted"
     options = documents.Options(
         policy=loaded,
         namespace=args.namespace,
-        restricted=args.pod_security == "restricted",
-        namespace_labels=_labels(args.namespace_labels),
+        restricted=restricted,
+        selection=_review_selection(loaded, _labels(args.namespace_labels), restricted=restricted),
     )
     if args.explain and loaded.spec.namespace_selector and args.namespace_labels is None:
         print(
@@ -503,6 +522,8 @@ def _review(args: argparse.Namespace) -> int:
                 print(document, file=sys.stderr)
                 bad = unreadable = True
                 continue
+            for warning in document.warnings:
+                print(warning, file=sys.stderr)
             reviewed = documents.review(
                 document.value, options, source=document.source, line=document.line
             )

@@ -21,6 +21,7 @@ from typing import Any
 
 from webhook import __version__, certs
 from webhook.engine import PRODUCT
+from webhook.engine import policy as policies
 from webhook.engine.policy import LabelSelector, Policy, selection_fingerprint
 from webhook.review import emit
 from webhook.serving.settings import Settings
@@ -267,9 +268,8 @@ def cert_manager_objects(namespace: str) -> list[dict[str, Any]]:
 
 
 def excluded_namespaces(policy: Policy, namespace: str) -> list[str]:
-    """Namespaces no entry sends: the webhook's own, kube-system and the policy's list."""
-    names = [namespace, "kube-system", *policy.spec.exclude_namespaces]
-    return list(dict.fromkeys(names))
+    """Namespaces no entry sends: `policy.excluded_namespaces`, the webhook's own first."""
+    return list(policies.excluded_namespaces(policy, (namespace,)))
 
 
 def webhook_configuration(

@@ -38,7 +38,7 @@ from webhook.engine import (
     storagetype,
 )
 from webhook.engine.patches import Operation, PatchBuilder
-from webhook.engine.policy import Policy, Rule
+from webhook.engine.policy import Policy, Rule, excluded_namespaces
 
 ANNOTATION_PREFIX = "volume-init.dify.ai/"
 INJECT_ANNOTATION = ANNOTATION_PREFIX + "inject"
@@ -140,7 +140,7 @@ def mutate(
 
     if MIRROR_ANNOTATION in annotations:
         return _skip(pod, "mirror-pod", "mirror pod of a static pod: the kubelet owns it")
-    if namespace in protected_namespaces or namespace in policy.spec.exclude_namespaces:
+    if namespace in excluded_namespaces(policy, protected_namespaces):
         return _skip(pod, "excluded-namespace", f"namespace {namespace} is excluded")
     if (annotations.get(INJECT_ANNOTATION) or "").strip().lower() == "false":
         return _skip(pod, "opted-out", f'opted out by annotation {INJECT_ANNOTATION}: "false"')

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -630,6 +631,14 @@ def default_policy() -> Policy:
 ALWAYS_EXCLUDED = ("kube-system",)
 """Namespaces every webhook configuration leaves out whatever the policy says (with the
 webhook's own): listing them in `excludeNamespaces` changes nothing that is sent."""
+
+
+def excluded_namespaces(policy: Policy, own: Iterable[str] = ()) -> tuple[str, ...]:
+    """The namespaces no pod is fixed in: the webhook's `own`, those always excluded and
+    the policy's list, in that order. The one definition: the engine's decision, the
+    webhook configuration `manifests` renders and `review` all take it from here (and
+    the chart's `webhook.yaml` builds the same list, held equal by its tests)."""
+    return tuple(dict.fromkeys((*own, *ALWAYS_EXCLUDED, *policy.spec.exclude_namespaces)))
 
 
 def canonical_selection(policy: Policy) -> str:

@@ -4,7 +4,10 @@ PyYAML's safe loader forgets line numbers once it has built Python objects, and
 silently keeps the last of two duplicate keys. Users of a policy or a manifest
 deserve `file:line: what is wrong`, so this module builds plain Python values
 from the node graph itself and returns, beside them, the line of every path
-(`("spec", "rules", 0, "user") -> 14`). Duplicate keys are refused.
+(`("spec", "rules", 0, "user") -> 14`). A key written twice in one mapping is
+refused, or (for manifests, as kubectl reads them) kept with its last value and
+recorded in `duplicates`; a key a merge (`<<: *anchor`) brings in and the
+mapping writes again is an override, as YAML means it, never a duplicate.
 
 The files it reads come from other people, so building is bounded (limits.py):
 nesting past `MAX_NESTING`, an alias that refers to the node containing it,
@@ -19,7 +22,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import yaml
 
@@ -37,6 +40,14 @@ class YAMLFileError(ValueError):
         self.line = line
 
 
+class Duplicate(NamedTuple):
+    """A key written twice in one mapping: the last value is kept."""
+
+    key: str
+    first_line: int
+    line: int
+
+
 @dataclass
 class DocumentWithLines:
     """One YAML document: its value and the 1-based line of each path in it."""
@@ -47,6 +58,8 @@ class DocumentWithLines:
     text: str = ""
     """The document's own text: its leading comments and content, no `---` marker
     (unless it has directives, which end with one)."""
+    duplicates: list[Duplicate] = field(default_factory=list)
+    """Keys written twice in one mapping, when read with `duplicates="last"`."""
 
     def line_of(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -62,13 +75,18 @@ class DocumentWithLines:
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLines]:
+def load_all(
+    text: str, *, track_lines: bool = True, duplicates: Literal["refuse", "last"] = "refuse"
+) -> Iterator[DocumentWithLines]:
     """Yield each document of `text` with its line map.
 
     With `track_lines=False` only each document's first line is recorded,
     which is cheaper for large manifests. Raises `YAMLFileError` on a syntax
-    error or a duplicate key; the documents before the bad one have been
-    yielded already. An empty document has the value None.
+    error or (with `duplicates="refuse"`) a duplicate key; the documents before
+    the bad one have been yielded already. With `duplicates="last"` a key
+    written twice keeps its last value, as sigs.k8s.io/yaml (kubectl) reads it,
+    and is listed in the document's `duplicates`. An empty document has the
+    value None.
     """
     loader = _Loader(text)
     previous_end = 0
@@ -93,6 +111,8 @@ def load_all(text: str, *, track_lines: bool = True) -> Iterator[DocumentWithLin
                 return
             doc = DocumentWithLines(None, start_line=node.start_mark.line + 1)
             walk = _Walk(loader, doc.lines if track_lines else None)
+            if duplicates == "last":
+                walk.duplicates = doc.duplicates
             doc.value = walk.build(node, (), 0)
             start, end = node.start_mark.index, node.end_mark.index
             doc.text = _leading_comments(text[previous_end:start]) + text[start:end]
@@ -137,7 +157,17 @@ class _Walk:
     is still being built is an alias to its own ancestor.
     """
 
-    __slots__ = ("alias_depth", "aliased", "building", "lines", "loader", "seen", "written")
+    __slots__ = (
+        "alias_depth",
+        "aliased",
+        "building",
+        "duplicates",
+        "lines",
+        "loader",
+        "seen",
+        "written",
+        "written_keys",
+    )
 
     def __init__(self, loader: yaml.SafeLoader, lines: dict[Path, int] | None) -> None:
         self.loader = loader
@@ -147,6 +177,9 @@ class _Walk:
         self.written = 0
         self.aliased = 0
         self.alias_depth = 0
+        self.duplicates: list[Duplicate] | None = None
+        self.written_keys: dict[int, set[int]] = {}
+        """Where a key written twice is recorded (last value kept); None: refused."""
 
     def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
         lines = self.lines
@@ -187,18 +220,29 @@ class _Walk:
             self.alias_depth -= alias
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[Any, Any]:
+        # NB: flattening rewrites the node in place; an alias meets it again flattened.
+        written = self.written_keys.get(id(node))
+        if written is None:
+            written = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+            self.written_keys[id(node)] = written
         try:
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys, merged pairs first
         except yaml.MarkedYAMLError as exc:
             raise YAMLFileError(_reason(exc), node.start_mark.line + 1) from None
         out: dict[Any, Any] = {}
+        lines: dict[Any, int] = {}  # the keys this mapping writes itself, and their lines
         track = self.lines is not None
         for key_node, value_node in node.value:
             key = _scalar(self.loader, key_node)
             if not isinstance(key, str):
                 key = _json_key(key)
-            if key in out:
-                raise YAMLFileError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
+            if id(key_node) in written:
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    if self.duplicates is None:
+                        raise YAMLFileError(f"duplicate key {key!r}", line)
+                    self.duplicates.append(Duplicate(str(key), lines[key], line))
+                lines[key] = line
             child = (*path, str(key)) if track else path
             out[key] = self.build(value_node, child, depth + 1)
         return out
@@ -210,6 +254,7 @@ class _Walk:
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _BINARY_TAG = "tag:yaml.org,2002:binary"
 _TEXT_TAGS = frozenset({_STR_TAG, _TIMESTAMP_TAG})

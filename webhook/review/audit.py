@@ -19,7 +19,6 @@ control characters escaped, so no value can run, or forge a line.
 
 from __future__ import annotations
 
-import functools
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from typing import Any
 
 from webhook.engine import admission, mutation, podshape, policy
 from webhook.engine.errors import InvalidObject
-from webhook.engine.policy import LabelSelector, Policy
+from webhook.engine.policy import Policy
+from webhook.review.selection import Selection
 
 # Pods that have finished run nothing more: a completed Job's pod needs no fix.
 _FINISHED = frozenset({"Succeeded", "Failed"})
@@ -50,32 +50,6 @@ class Finding:
     fix: str
     """The command (shell-quoted) or `# comment` that makes a patched pod replace it
     (shared by a workload's pods)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How the apiserver chooses the pods it sends: the webhook configuration's entries
-    and the namespaces' labels (`kubectl get namespaces -o json`)."""
-
-    entries: list[dict[str, Any]]
-    """The MutatingWebhookConfiguration's `webhooks` (`manifests` renders them)."""
-    namespaces: dict[str, dict[str, str]]
-    """Each namespace's labels."""
-
-    @functools.cached_property
-    def compiled(self) -> list[tuple[LabelSelector | None, LabelSelector | None, bool]]:
-        """Each entry's namespace and object selectors, built once, and whether it is
-        the Pod Security "restricted" entry."""
-        return [
-            (
-                _selector(entry.get("namespaceSelector")),
-                _selector(entry.get("objectSelector")),
-                str((entry.get("clientConfig") or {}).get("service", {}).get("path", "")).endswith(
-                    "/restricted"
-                ),
-            )
-            for entry in self.entries
-        ]
 
 
 def printable(text: str) -> str:
@@ -196,7 +170,7 @@ def audit(
         namespace = str(metadata.get("namespace") or admission.DEFAULT_NAMESPACE)
         restricted = False
         if selection is not None:
-            sent = _sent(selection, namespace, metadata.get("labels") or {})
+            sent = selection.sends(namespace, metadata.get("labels") or {})
             if sent is None:
                 continue
             restricted = sent
@@ -242,24 +216,6 @@ def _patched(pod: dict[str, Any]) -> bool:
     return isinstance(init, str) and any(
         isinstance(c, dict) and c.get("name") == init for c in containers
     )
-
-
-def _sent(selection: Selection, namespace: str, labels: dict[str, str]) -> bool | None:
-    """Whether the apiserver sends the pod: None when no entry does, else whether the
-    entry that does is the Pod Security "restricted" one. A namespace the listing
-    does not hold has just its name label, as a new namespace would."""
-    ns_labels = selection.namespaces.get(namespace, {"kubernetes.io/metadata.name": namespace})
-    pod_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    for namespaces, objects, restricted in selection.compiled:
-        if (namespaces is None or namespaces.matches(ns_labels)) and (
-            objects is None or objects.matches(pod_labels)
-        ):
-            return restricted
-    return None
-
-
-def _selector(selector: dict[str, Any] | None) -> LabelSelector | None:
-    return LabelSelector.model_validate(selector) if selector else None
 
 
 def _owner(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str]:

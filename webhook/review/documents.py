@@ -17,7 +17,8 @@ from typing import Any
 from webhook.engine import PRODUCT, admission, mutation
 from webhook.engine.errors import BadRequest, InvalidObject
 from webhook.engine.patches import Key, Operation, pointer
-from webhook.engine.policy import Policy
+from webhook.engine.policy import Policy, excluded_namespaces
+from webhook.review.selection import Selection
 
 DEFAULT_WEBHOOK_NAMESPACE = PRODUCT
 
@@ -76,9 +77,11 @@ class Options:
     namespace: str = admission.DEFAULT_NAMESPACE
     restricted: bool = False
     protected_namespaces: frozenset[str] = frozenset({DEFAULT_WEBHOOK_NAMESPACE})
-    namespace_labels: dict[str, str] | None = None
-    """The namespace's labels, to apply the policy's namespaceSelector as the
-    apiserver does; None: every namespace is assumed selected."""
+    selection: Selection | None = None
+    """The webhook configuration's entries and the namespace's labels
+    (`--namespace-labels`), to decide as the apiserver does which pods are sent and to
+    which entry; None: every namespace is assumed selected, not restricted unless
+    `restricted`."""
 
 
 def review(
@@ -188,21 +191,29 @@ def _pod(
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
     if not isinstance(namespace, str) or not namespace:
         namespace = options.namespace
-    opt_in = options.policy.spec.namespace_selector
-    labels = options.namespace_labels
-    if opt_in is not None and labels is not None and not opt_in.matches(labels):
-        note = (
-            "not sent: the namespace's labels do not match the policy's namespaceSelector"
-            f" ({opt_in.description}), so the apiserver does not call the webhook"
-        )
-        return ReviewedObject(label, source, line, document, document, note=note)
+    restricted = options.restricted
+    selection = options.selection
+    if selection is not None:
+        if not selection.namespace_sent(namespace):
+            excluded = excluded_namespaces(options.policy, sorted(options.protected_namespaces))
+            opt_in = options.policy.spec.namespace_selector
+            why = selection.why_not_sent(namespace, excluded)
+            if why.endswith("namespaceSelector") and opt_in is not None:
+                why = (
+                    "the namespace's labels do not match the policy's namespaceSelector"
+                    f" ({opt_in.description})"
+                )
+            note = f"not sent: {why}, so the apiserver does not call the webhook"
+            return ReviewedObject(label, source, line, document, document, note=note)
+        sent = selection.sends(namespace, (pod.get("metadata") or {}).get("labels"))
+        restricted = bool(sent)
     created = _as_created(pod, claims or [])
     try:
         decision = mutation.mutate(
             created,
             options.policy,
             namespace=namespace,
-            restricted=options.restricted,
+            restricted=restricted,
             protected_namespaces=options.protected_namespaces,
         )
     except InvalidObject as exc:

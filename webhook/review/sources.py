@@ -33,6 +33,8 @@ class Document:
     line: int
     text: str = ""
     """The document's YAML text, to print it verbatim when nothing changes it."""
+    warnings: tuple[str, ...] = ()
+    """What was read but is worth a word (`file:line: warning: ...`): keys written twice."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,14 @@ def read(source: str) -> Iterator[Document | InputProblem]:
 
 def _yaml_documents(text: str, name: str) -> Iterator[Document | InputProblem]:
     try:
-        for doc in yamlfile.load_all(text, track_lines=False):
+        for doc in yamlfile.load_all(text, track_lines=False, duplicates="last"):
             if doc.value is not None:
-                yield Document(doc.value, name, doc.start_line, doc.text)
+                warnings = tuple(
+                    f"{name}:{d.line}: warning: duplicate key {d.key!r} (also on line"
+                    f" {d.first_line}): the last value is used, as kubectl reads it"
+                    for d in doc.duplicates
+                )
+                yield Document(doc.value, name, doc.start_line, doc.text, warnings)
     except yamlfile.YAMLFileError as exc:
         yield InputProblem(name, exc.line, f"invalid YAML: {exc.message}")
 
