@@ -31,6 +31,10 @@ def pod_inputs() -> list[Path]:
 # Golden pods decided under an edit of the default policy: (old text, new text).
 POLICY_EDITS: dict[str, tuple[str, str]] = {
     "digest-only-leave-alone": ("untaggedDigest: current", "untaggedDigest: leaveAlone"),
+    "app-user-not-followed": (
+        "      warnImageNotListed: false",
+        "      warnImageNotListed: false\n      followAppUser: false",
+    ),
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -648,3 +650,51 @@ def test_a_path_beyond_path_max_is_named_as_a_walk_limit(policy: Policy, tmp_pat
     assert "root_squash" not in result.stderr
     assert not (storage / ".init_permissions").exists()
     subprocess.run(["rm", "-rf", str(storage)], check=True)
+
+
+def write_as(uid: int, gid: int, directory: Path) -> str:
+    """What the app running as uid:gid (no supplementary groups: fsGroup does nothing
+    on NFS or hostPath) gets when it writes a file into `directory`."""
+    done = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+         "sh", "-c", 'echo data > "$1/upload" && echo write-ok', "-", str(directory)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return (done.stdout + done.stderr).strip()
+
+
+def test_the_volume_goes_to_the_user_the_app_runs_as(policy: Policy, tmp_path: Path) -> None:
+    """Before: the tree went to the policy's 1001:1001 while the app kept its own
+    runAsUser 1000, and on NFS or hostPath it lost write access. The real script, run
+    as the injected init container, with the owner each decision gives: the app writes
+    after today's (`write-ok`), and is refused after the policy's owner."""
+    pod = helpers.load_pod(helpers.PODS / "app-runs-as-uid-1000.yaml")
+    decision = mutation.mutate(pod, policy, namespace="dify")
+    init = decision.pod["spec"]["initContainers"][0]
+    results = {}
+    # NB: pytest's tmp_path is below a 0700 directory UID 1000 cannot pass through.
+    shared = Path(tempfile.mkdtemp(prefix="dvi-app-user-"))
+    try:
+        shared.chmod(0o755)
+        for owner, container in (
+            ("app", init),
+            ("policy", initcontainer_for_owner(init, 1001, 1001)),
+        ):
+            storage = shared / owner
+            (storage / "upload_files").mkdir(parents=True)
+            workdir = tmp_path / owner
+            workdir.mkdir()
+            result = sandbox.run_container(container, {"storage": storage}, workdir)
+            assert result.returncode == 0, result.stderr
+            results[owner] = write_as(1000, 1000, storage / "upload_files")
+    finally:
+        shutil.rmtree(shared)
+    assert results["app"] == "write-ok"
+    assert "Permission denied" in results["policy"], results
+
+
+def initcontainer_for_owner(init: dict[str, Any], user: int, group: int) -> dict[str, Any]:
+    """The same init container, its script rendered for another owner."""
+    command = list(init["command"])
+    command[2] = initscript.script_text(user=user, group=group)
+    return {**init, "command": command}

@@ -67,6 +67,7 @@ REASONS: dict[str, str] = {
     "storage-not-local": "the app's STORAGE_TYPE is an object store: Dify does not write there",
     "app-runs-as-root": "an app container runs as root (runAsUser: 0): it can write already",
     "app-users-differ": "the app containers run as different UIDs: no one owner serves them",
+    "app-user-not-policy": "the app runs as a UID not the policy's, and followAppUser is off",
     "hostpath-not-directory": "the storage is a hostPath of a type that is not a directory",
     "opted-out": 'annotation volume-init.dify.ai/inject: "false"',
     "excluded-namespace": "the namespace is excluded (the policy's list or the webhook's own)",
@@ -94,6 +95,7 @@ _TOLD = frozenset(
         "hostpath-not-directory",
         "app-runs-as-root",
         "app-users-differ",
+        "app-user-not-policy",
     }
 )
 
@@ -256,6 +258,14 @@ def _decide_for_rule(
     if identity is not None:
         user, group, said = identity
         if user != rule.user or (group is not None and group != rule.group):
+            if not rule.follow_app_user:
+                return _skip(
+                    pod,
+                    "app-user-not-policy",
+                    f"{where}: {said.split(': the volume', 1)[0]}, not the policy's"
+                    f" {rule.user}:{rule.group}, and the rule's followAppUser is false",
+                    rule.name,
+                )
             classified.warnings.append(said)
             rule = rule.model_copy(update={"user": user, "group": group or rule.group})
     return _apply(pod, rule, classified, restricted=restricted, where=where)

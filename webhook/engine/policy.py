@@ -480,6 +480,9 @@ class Rule(_Model):
     """When set, only containers running one of these images count."""
     skip_object_storage: bool = True
     """Leave alone a pod whose app containers' STORAGE_TYPE names an object store."""
+    follow_app_user: bool = True
+    """When the app containers set their own runAsUser, give the volume to that UID (and
+    their group); false: leave such a pod alone (app-user-not-policy)."""
     warn_image_not_listed: bool = True
     """Warn when a selected pod mounts the storage from an image not in `images`; off
     for a rule of generic labels (`app: api`), where most such pods are not Dify."""
