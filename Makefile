@@ -27,8 +27,9 @@ $(STAMP): $(RUN_STAMP)
 	touch $(STAMP)
 
 # The init script's tests run busybox under setpriv in a private mount namespace,
-# mark files immutable (chattr) and fill a small ext4 image on a loop device;
-# the certificate tests judge what `certs` leaves with `openssl verify`.
+# mark files immutable (chattr), fill a small ext4 image on a loop device and
+# serve a directory through FUSE (libfuse2, for fusepy); the certificate tests
+# judge what `certs` leaves with `openssl verify`.
 system-packages:
 	@missing=""; \
 	command -v busybox >/dev/null || missing="$$missing busybox"; \
@@ -38,6 +39,7 @@ system-packages:
 	command -v chattr >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	ldconfig -p | grep -q 'libfuse\.so\.2 ' || missing="$$missing libfuse2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing:$$missing"; \

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import helpers, sandbox
+from tests import fusefs, helpers, sandbox
 from webhook.engine import initcontainer, initscript, mutation
 from webhook.engine.policy import Policy
 
@@ -698,3 +698,52 @@ def initcontainer_for_owner(init: dict[str, Any], user: int, group: int) -> dict
     command = list(init["command"])
     command[2] = initscript.script_text(user=user, group=group)
     return {**init, "command": command}
+
+
+@pytest.mark.parametrize(
+    ("subtype", "said"),
+    [
+        (
+            "s3fs",
+            "The volume is fuse.s3fs, an object store mounted through FUSE: it keeps no owners",
+        ),
+        (
+            "sshfs",
+            "The volume is fuse.sshfs, a FUSE file system: owners are what its daemon reports",
+        ),
+    ],
+)
+def test_a_fuse_mount_that_refuses_chown_is_named_not_root_squash(
+    policy: Policy, tmp_path: Path, subtype: str, said: str
+) -> None:
+    """Before: every EPERM on the volume root was explained as NFS root_squash. On a
+    real FUSE mount (mountinfo type fuse.s3fs, as an S3 bucket through a CSI driver)
+    whose daemon refuses chown, the message now names the file system type and its
+    uid/gid options, and says what to do for that kind of storage."""
+    source = tmp_path / "bucket"
+    (source / "upload_files").mkdir(parents=True)
+    with fusefs.mounted(source, tmp_path / "mnt", subtype=subtype, deny_chown=True) as storage:
+        result = run_api_init(policy, storage, tmp_path / "run")
+    assert result.returncode == 1
+    assert said in result.stderr, result.stderr
+    assert "(uid/gid options: user_id=0,group_id=0)" in result.stderr
+    assert "root_squash" not in result.stderr
+
+
+def test_an_smb_share_is_told_to_use_its_mount_options() -> None:
+    """The SMB/CIFS branch of the script's own `owners_hint`, on the super options a
+    kernel cifs mount shows in mountinfo (no SMB server here to mount one)."""
+    script = initscript.script_text(user=1001, group=1001)
+    start = script.index("owners_hint() {")
+    function = script[start : script.index("\n}\n", start) + 3]
+    run = subprocess.run(
+        ["busybox", "sh", "-c", function + "owners_hint",],
+        env={"fstype": "cifs", "idopts": "uid=0,noforceuid,gid=0,noforcegid",
+             "VI_USER": "1001", "VI_GROUP": "1001", "want": "1001:1001", "PATH": "/bin:/usr/bin"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert run.stdout.startswith(
+        "The volume is cifs, an SMB/CIFS share: owners come from its mount options"
+        " (uid/gid options: uid=0,noforceuid,gid=0,noforcegid), not from chown; mount it with"
+        " uid=1001,gid=1001,forceuid,forcegid (CSI: mountOptions)."
+    ), run.stdout

@@ -94,10 +94,50 @@ mounts() {
       for (i = 7; i < NF && $i != "-"; i++) {}
       if ($(i + 3) ~ /(^|,)ro(,|$)/) ro = 1
       if (mp == dir || mp == "/" || index(dir, mp "/") == 1) {
-        if (length(mp) >= best) { best = length(mp); rootro = ro }
+        if (length(mp) >= best) { best = length(mp); rootro = ro; fs = $(i + 1); sb = $(i + 3) }
       } else if (index(mp, dir "/") == 1) print "prune " glob(mp)
     }
-    END { print "ro " (rootro + 0) }' /proc/self/mountinfo
+    END {
+      print "ro " (rootro + 0)
+      print "fs " fs
+      n = split(sb, opt, ",")
+      for (k = 1; k <= n; k++)
+        if (opt[k] ~ /^(no)?(force)?(uid|gid)(=|$)|^(user|group)_id=|^(file|dir)_mode=/)
+          ids = ids (ids == "" ? "" : ",") opt[k]
+      print "ids " ids
+    }' /proc/self/mountinfo
+}
+
+owners_hint() {
+  given="${idopts:-none}"
+  case $fstype in
+    fuse.s3fs | fuse.goofys | fuse.mountpoint-s3 | fuse.geesefs | fuse.gcsfuse | fuse.blobfuse | \
+      fuse.blobfuse2 | fuse.ossfs | fuse.cosfs | fuse.obsfs | fuse.rclone | fuse.s3backer)
+      echo "The volume is $fstype, an object store mounted through FUSE: it keeps no owners" \
+        "and shows those its mount options give (uid/gid options: $given). Mount it with" \
+        "uid=$VI_USER,gid=$VI_GROUP (CSI: mountOptions), or let Dify write to the store" \
+        "itself (STORAGE_TYPE) and drop the mount."
+      ;;
+    fuse | fuse.* | fuseblk)
+      echo "The volume is $fstype, a FUSE file system: owners are what its daemon reports" \
+        "(uid/gid options: $given); mount it with the daemon's uid/gid options for $want."
+      ;;
+    cifs | smb3 | smbfs)
+      echo "The volume is $fstype, an SMB/CIFS share: owners come from its mount options" \
+        "(uid/gid options: $given), not from chown; mount it with" \
+        "uid=$VI_USER,gid=$VI_GROUP,forceuid,forcegid (CSI: mountOptions)."
+      ;;
+    nfs | nfs4)
+      echo "The NFS export is likely squashing root (root_squash); export it with" \
+        "no_root_squash or chown it to $want on the server."
+      ;;
+    *)
+      echo "The volume does not let root change ownership: on NFS the export is likely" \
+        "squashing root (root_squash); export it with no_root_squash or chown it to $want" \
+        "on the server. SMB/CIFS and some CSI drivers need uid/gid mount options instead." \
+        "(On a local file system, the directory may be immutable: lsattr -d.)"
+      ;;
+  esac
 }
 
 pattern() { printf '%s/' "$1" | sed 's/[][*?\\]/\\&/g'; }
@@ -154,6 +194,7 @@ for dir in "$@"; do
     echo "volume-init: $shown: already owned by $want, nothing to do"
     continue
   fi
+  fstype= idopts=
   if info=$(mounts "$dir" 2>/dev/null); then
     set --
     while IFS= read -r line; do
@@ -161,6 +202,8 @@ for dir in "$@"; do
         "prune "*) set -- "$@" -o -path "${line#prune }" ;;
         "ro 1") read_only=1 ;;
         "ro 0") read_only=0 ;;
+        "fs "*) fstype=${line#fs } ;;
+        "ids "*) idopts=${line#ids } ;;
       esac
     done <<EOF
 $info
@@ -185,11 +228,7 @@ EOF
     case $cause in
       "Operation not permitted")
         echo "volume-init: $shown: cannot change the owner of the volume root to $want:" \
-          "$cause. The volume does not let root change ownership: on NFS the export is" \
-          "likely squashing root (root_squash); export it with no_root_squash or chown it" \
-          "to $want on the server. SMB/CIFS and some CSI drivers need uid/gid mount" \
-          "options instead. (On a local file system, the directory may be immutable:" \
-          "lsattr -d.)" >&2
+          "$cause. $(owners_hint)" >&2
         ;;
       *) echo "volume-init: $shown: cannot change the owner of the volume root to $want: $cause" >&2 ;;
     esac
@@ -236,7 +275,7 @@ EOF
       if chown -h "$(stat -c %u:%g -- "$dir")" -- "$dir" 2>/dev/null; then
         why="$cause (root can change owners elsewhere on this volume: the entry refuses, e.g. an immutable or append-only attribute; see lsattr)"
       else
-        why="$cause (root may not change ownership on this volume: on NFS, root_squash)"
+        why="$cause (root may not change ownership on this volume. $(owners_hint))"
       fi
     fi
     echo "volume-init: $shown: could not change the owner of $bad entries to $want;" \
