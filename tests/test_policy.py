@@ -39,7 +39,7 @@ def test_default_policy_is_the_spec_example() -> None:
     generic = p.spec.rules[1]
     assert generic.name == "dify-generic-labels"
     described = [s.description for s in generic.pod_selectors]
-    assert described == ["app in (api,worker,worker-beat,beat)"]
+    assert described == ["app in (api,worker,worker-beat,work-beat,beat)"]
     assert generic.images == rule.images and not generic.warn_image_not_listed
     same = {"pod_selectors", "name", "warn_image_not_listed"}
     assert generic.model_dump(exclude=same) == rule.model_dump(exclude=same)

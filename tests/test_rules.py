@@ -164,7 +164,7 @@ def test_generic_labels_are_guarded_by_the_image(  # noqa: PLR0917
     rule: str | None,
     warned: int,
 ) -> None:
-    """Guards the default's `app in (api, worker, worker-beat, beat)` rule: Dify's image
+    """Guards the default's `app in (api, worker, worker-beat, work-beat, beat)` rule: Dify's image
     is fixed behind any mirror, any other image is never touched nor warned about
     (warnImageNotListed: false), where the Dify-named labels still warn."""
     pod = api_pod()
