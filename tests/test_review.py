@@ -461,3 +461,17 @@ def test_kube_system_is_excluded_whatever_the_policy_lists(
     assert result.stdout == ""
     said = "not sent: namespace kube-system is excluded" if labels else "excluded-namespace"
     assert said in result.stderr, result.stderr
+
+
+def test_the_readme_shows_a_real_run_on_dify_in_the_wild() -> None:
+    """Guards the README's `dify-in-the-wild` block: every line of it is what the
+    command prints today (generic labels, mirror, own UID, root, S3, not Dify)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    command = "review -f examples/dify-in-the-wild.yaml --explain -o patch > /dev/null\n"
+    block = readme.split(command, 1)[1].split("```", 1)[0]
+    result = cli("-f", str(EXAMPLES / "dify-in-the-wild.yaml"), "--explain", "-o", "patch")
+    assert result.returncode == 0
+    said = result.stderr.replace(
+        str(EXAMPLES / "dify-in-the-wild.yaml"), "examples/dify-in-the-wild.yaml"
+    )
+    assert block == said
