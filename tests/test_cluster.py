@@ -424,6 +424,28 @@ def test_a_guaranteed_pod_stays_guaranteed(cluster: Cluster) -> None:
     assert stored["status"]["qosClass"] == "Guaranteed"
 
 
+def test_a_pod_level_apparmor_localhost_profile_is_admitted_with_the_init_containers_own(
+    cluster: Cluster,
+) -> None:
+    """Guards the AppArmor answer against the real apiserver: a pod whose pod-level
+    profile is Localhost (the apiserver syncs it to per-container annotations before
+    admission) is stored with the init container under RuntimeDefault, the app
+    containers still under the pod's profile, and the warning said."""
+    cluster.namespace("apparmor")
+    pod = bare_pod("localhost-profile", "apparmor", DIFY)
+    pod["spec"]["securityContext"] = {
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "dify-api"}
+    }
+    done = cluster.plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    assert "runs under RuntimeDefault instead" in done.stderr, done.stderr
+    stored = cluster.plane.get("pod", "-n", "apparmor", "localhost-profile")
+    init = stored["spec"]["initContainers"][0]
+    assert init["name"] == "volume-permissions"
+    assert init["securityContext"]["appArmorProfile"] == {"type": "RuntimeDefault"}
+    assert stored["spec"]["securityContext"]["appArmorProfile"]["type"] == "Localhost"
+    assert "appArmorProfile" not in (stored["spec"]["containers"][0].get("securityContext") or {})
+
+
 def test_a_limit_range_admits_the_patched_pod(cluster: Cluster) -> None:
     """Guards LimitRanger's validation after the webhook: a LimitRange with a minimum,
     a maximum, a maxLimitRequestRatio and defaults judges the injected container too;
