@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+PACKAGE = Path(__file__).resolve().parent.parent / "webhook"
+
 _SETUP = r"""
 set -eu
 root=$1; caps=$2; shift 2
@@ -35,7 +37,7 @@ mount -t proc proc "$root/proc"  # and /proc
 for ((i = 0; i < ${#binds[@]}; i += 3)); do
   # A mount below another lands inside that volume: create its mount point
   # there, as the runtime does (a no-op for the rest, made in the rootfs).
-  mkdir -p "$root${binds[i+1]}"
+  [ -e "$root${binds[i+1]}" ] || mkdir -p "$root${binds[i+1]}"
   mount --rbind "${binds[i]}" "$root${binds[i+1]}"  # runc binds recursively
   if [ "${binds[i+2]}" = ro ]; then
     mount -o remount,bind,ro "$root${binds[i+1]}"
@@ -80,6 +82,7 @@ def run_container(
     mounts: tuple[tuple[Path, str, bool], ...] = (),
     timeout: float = 120,
     pid_namespace: bool = False,
+    termination_log: Path | None = None,
 ) -> Result:
     """Run `container` (as found in a patch) with each named volume backed by a directory.
 
@@ -88,7 +91,11 @@ def run_container(
     they can land inside one (a same-filesystem bind, a snapshot share). The
     container's plain `env` values are set; others are not resolved here.
     `pid_namespace` runs it in its own PID namespace, as a runtime does: its
-    command is PID 1 (`$$` is 1 in every container).
+    command is PID 1 (`$$` is 1 in every container). A program-mode command
+    (`dify-volume-init fix-ownership ...`) runs this checkout's `webhook` package on
+    the machine's own Python with nothing but its standard library, as the image
+    does; `termination_log` is the file the kubelet would give it at
+    /dev/termination-log.
     """
     rootfs = workdir / "rootfs"
     if rootfs.exists():
@@ -111,6 +118,16 @@ def run_container(
     for source, target, ro in mounts:
         binds += [str(source), target, "ro" if ro else "rw"]
     envs = [f"{e['name']}={e['value']}" for e in container.get("env") or () if "value" in e]
+    command = [*container["command"], *(container.get("args") or ())]
+    if command[:1] == ["dify-volume-init"]:
+        (rootfs / "opt" / "dify-volume-init" / "webhook").mkdir(parents=True)
+        binds += [str(PACKAGE), "/opt/dify-volume-init/webhook", "ro"]
+        envs += ["PYTHONPATH=/opt/dify-volume-init", "PYTHONDONTWRITEBYTECODE=1"]
+        command = ["/usr/bin/python3", "-m", "webhook", *command[1:]]
+    if termination_log is not None:
+        termination_log.touch()
+        (rootfs / "dev" / "termination-log").touch()
+        binds += [str(termination_log), "/dev/termination-log", "rw"]
     bounding = caps if caps is not None else capability_set(container)
     argv = [
         "unshare",
@@ -129,8 +146,7 @@ def run_container(
         "--env-end",
         *binds,
         "--",
-        *container["command"],
-        *(container.get("args") or ()),
+        *command,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     return Result(done.returncode, done.stdout, done.stderr)

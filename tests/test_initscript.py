@@ -24,12 +24,27 @@ import yaml
 
 from tests import fusefs, helpers, sandbox
 from webhook.engine import initcontainer, initscript, mutation
-from webhook.engine.policy import Policy
+from webhook.engine.policy import Policy, default_policy
 
 pytestmark = [
     pytest.mark.busybox,
     pytest.mark.skipif(sandbox.available() is not None, reason=str(sandbox.available())),
 ]
+
+
+@pytest.fixture(params=["program", "script"])
+def policy(request: pytest.FixtureRequest) -> Policy:
+    """The built-in policy in each init container mode: every test of this module is a
+    case of the conformance corpus both implementations must pass."""
+    return with_mode(default_policy(), request.param)
+
+
+def with_mode(base: Policy, mode: str) -> Policy:
+    rules = tuple(
+        r.model_copy(update={"init_container": r.init_container.model_copy(update={"mode": mode})})
+        for r in base.spec.rules
+    )
+    return base.model_copy(update={"spec": base.spec.model_copy(update={"rules": rules})})
 
 
 def injected_container(policy: Policy, pod_file: str) -> dict[str, Any]:
@@ -646,7 +661,8 @@ def test_a_path_beyond_path_max_is_named_as_a_walk_limit(policy: Policy, tmp_pat
         os.close(fd)
     result = run_api_init(policy, storage, tmp_path)
     assert result.returncode == 1
-    assert "a path longer than PATH_MAX, which busybox find cannot walk" in result.stderr
+    assert "a path longer than PATH_MAX, which" in result.stderr
+    assert "File name too long" in result.stderr
     assert "root_squash" not in result.stderr
     assert not (storage / ".init_permissions").exists()
     subprocess.run(["rm", "-rf", str(storage)], check=True)
@@ -694,9 +710,13 @@ def test_the_volume_goes_to_the_user_the_app_runs_as(policy: Policy, tmp_path: P
 
 
 def initcontainer_for_owner(init: dict[str, Any], user: int, group: int) -> dict[str, Any]:
-    """The same init container, its script rendered for another owner."""
+    """The same init container, for another owner (its script rendered again, or its
+    program's --owner)."""
     command = list(init["command"])
-    command[2] = initscript.script_text(user=user, group=group)
+    if command[:2] == ["sh", "-c"]:
+        command[2] = initscript.script_text(user=user, group=group)
+    else:
+        command[command.index("--owner") + 1] = f"{user}:{group}"
     return {**init, "command": command}
 
 

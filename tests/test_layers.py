@@ -73,6 +73,16 @@ def test_the_server_imports_no_command_line() -> None:
     assert violations("serving", allowed, internal=internal) == []
 
 
+def test_the_fixer_imports_the_standard_library_alone() -> None:
+    """Guards `fix-ownership`'s start (it runs in every Dify pod): webhook/fixer.py and
+    the console script's launcher import nothing else on that path."""
+    for name in ("fixer.py", "launch.py"):
+        found = imports(PACKAGE / name)
+        outside = {n for n in found if n.split(".")[0] not in sys.stdlib_module_names}
+        allowed = {"webhook", "webhook.fixer", "webhook.cli"} if name == "launch.py" else set()
+        assert outside <= allowed, (name, outside - allowed)
+
+
 @pytest.mark.parametrize(
     "line", ["import fastapi", "from webhook.serving import app", "from webhook import cli"]
 )

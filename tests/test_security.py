@@ -100,9 +100,13 @@ def test_the_webhooks_own_namespace_is_never_injected_whatever_the_policy() -> N
     )
     assert own.reason == "excluded-namespace"
     other = mutation.mutate(
+        pod, permissive, namespace="kube-public", protected_namespaces=frozenset({"webhooks"})
+    )
+    assert other.outcome == "injected"  # the policy chose to allow kube-public
+    system = mutation.mutate(
         pod, permissive, namespace="kube-system", protected_namespaces=frozenset({"webhooks"})
     )
-    assert other.outcome == "injected"  # the policy chose to allow kube-system
+    assert system.reason == "excluded-namespace"  # never sent, whatever the policy says
 
 
 def test_root_app_containers_get_a_warning_not_a_silent_override(policy: Policy) -> None:

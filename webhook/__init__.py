@@ -14,11 +14,44 @@ Public: the names re-exported here, the engine's contract for whoever embeds
 the decision; everything else may change between releases.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from webhook.engine.admission import answer, decode
-from webhook.engine.mutation import REASONS, Decision, mutate
-from webhook.engine.policy import Policy, default_policy, parse_policy
+__version__ = "0.1.0"  # NB: engine.VERSION says the same; a test holds them equal
+
+# NB: `typing` is not imported: mypy reads this name as typing's, and at run time the
+# fix-ownership path saves the import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from webhook.engine.admission import answer, decode
+    from webhook.engine.mutation import REASONS, Decision, mutate
+    from webhook.engine.policy import Policy, default_policy, parse_policy
+
+# NB: loaded on first use: `fix-ownership` (webhook.fixer) starts with every Dify pod
+# and needs the standard library alone, not the engine's pydantic.
+_EXPORTS = {
+    "answer": "webhook.engine.admission",
+    "decode": "webhook.engine.admission",
+    "REASONS": "webhook.engine.mutation",
+    "Decision": "webhook.engine.mutation",
+    "mutate": "webhook.engine.mutation",
+    "Policy": "webhook.engine.policy",
+    "default_policy": "webhook.engine.policy",
+    "parse_policy": "webhook.engine.policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'webhook' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "REASONS",

@@ -1,5 +1,5 @@
 """`python -m webhook` runs the same command line as `dify-volume-init`."""
 
-from webhook.cli import main
+from webhook.launch import main
 
 raise SystemExit(main())

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import pydantic
 
 from webhook import __version__, files
-from webhook.engine import PRODUCT, limits, policy
+from webhook.engine import DEFAULT_IMAGE, PRODUCT, limits, policy
 from webhook.engine.admission import DEFAULT_NAMESPACE
 from webhook.engine.errors import InvalidObject, UsageError
 
@@ -121,8 +121,13 @@ def _review_command(commands: Any) -> None:
     review.add_argument(
         "--namespace-labels",
         metavar="K=V,...",
-        help="the namespace's labels, to apply the policy's namespaceSelector as the"
-        " apiserver does (default: every namespace is assumed selected)",
+        help="the namespace's labels, to decide with the rendered webhook configuration"
+        " as the apiserver does (default: every namespace is assumed selected)",
+    )
+    review.add_argument(
+        "--image",
+        help="the image the webhook runs, which the init container runs in program mode"
+        f" where the policy names none (default: {DEFAULT_IMAGE})",
     )
     review.add_argument(
         "-n",
@@ -287,6 +292,13 @@ def _policy_command(commands: Any) -> None:
 
 def _audit_command(commands: Any) -> None:
     """`audit`: live pods the policy would have patched, unpatched."""
+    commands.add_parser(
+        "fix-ownership",
+        help="give volume directories to the app's user, as the init container does",
+        description="fix-ownership --owner UID:GID [--flag NAME] [--parallel N] [--] PATH...:"
+        " the init container's ownership fix, usable by hand (standard library only)",
+        add_help=False,
+    )
     audit = commands.add_parser(
         "audit",
         help="list live pods the policy would have patched but that carry no status annotation",
@@ -328,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _manifests(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "fix-ownership":
+            from webhook import fixer  # noqa: PLC0415 - the console script goes straight there
+
+            return fixer.main([])
     except UsageError as exc:
         print(f"{PRODUCT}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -499,6 +515,8 @@ def _review(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     loaded = files.load_policy(args.policy)
+    if args.image is not None:
+        loaded = loaded.with_program_image(_checked("--image", policy.image_reference, args.image))
     restricted = args.pod_security == "restricted"
     options = documents.Options(
         policy=loaded,

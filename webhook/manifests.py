@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from webhook import __version__, certs
+from webhook import certs
+from webhook.engine import DEFAULT_IMAGE as ENGINE_DEFAULT_IMAGE
 from webhook.engine import PRODUCT
 from webhook.engine import policy as policies
 from webhook.engine.policy import LabelSelector, Policy, selection_fingerprint
@@ -32,7 +33,7 @@ PORT: int = Settings.model_fields["port"].default
 SELECTION_ANNOTATION = "volume-init.dify.ai/selection"
 """On the webhook configuration: the fingerprint of the policy selection it renders."""
 """The port `serve` listens on by default: the container's port and the Service's target."""
-DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{__version__}"
+DEFAULT_IMAGE = ENGINE_DEFAULT_IMAGE
 TLS_SECRET = f"{NAME}-tls"
 POLICY_CONFIGMAP = f"{NAME}-policy"
 RUN_AS = 65532  # the distroless "nonroot" user
@@ -132,6 +133,9 @@ def _deployment(namespace: str, image: str, *, selection: str) -> dict[str, Any]
             # The selection the webhook configuration below was rendered for: the
             # server reports a loaded policy that selects differently (drift).
             {"name": "VOLUME_INIT_SELECTION", "value": selection},
+            # The init container the webhook injects (program mode) runs this image too:
+            # kustomize copies `images` here (deploy/base's replacements).
+            {"name": "VOLUME_INIT_IMAGE", "value": image},
         ],
         "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {

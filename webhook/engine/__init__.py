@@ -11,3 +11,8 @@ dry run shows exactly what the cluster gets. Its modules, bottom up:
 
 PRODUCT = "dify-volume-init"
 """The product's name, and the default name of its namespace, Service and objects."""
+VERSION = "0.1.0"
+DEFAULT_IMAGE = f"ghcr.io/dify-volume-init/dify-volume-init:{VERSION}"
+"""The webhook's image reference of this release, until the deployment says which it
+runs (`manifests --image`, kustomize `images`, the chart's `image`): the image the
+injected init container runs in program mode."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from webhook.engine import envexpand, hostpaths, initscript, podshape, resources
+from webhook.engine import DEFAULT_IMAGE, envexpand, hostpaths, initscript, podshape, resources
 from webhook.engine.patches import PatchBuilder
 from webhook.engine.policy import Rule
 from webhook.engine.storage import Mount
@@ -60,7 +60,51 @@ def add(
     if sized:
         container = _with(container, "resources", sized, before="securityContext")
     builder.insert(("spec", "initContainers"), 0, container)
+    _pull_secrets(builder, rule.init_container.image_pull_secrets)
     return name
+
+
+def _pull_secrets(builder: PatchBuilder, names: tuple[str, ...]) -> None:
+    """The policy's pull secrets for the init container's image, added to the pod's
+    `imagePullSecrets` where absent (the pod's own stay, first)."""
+    present = builder.get(("spec", "imagePullSecrets"))
+    have = (
+        {entry.get("name") for entry in present or () if isinstance(entry, dict)}
+        if isinstance(present, list)
+        else set()
+    )
+    for name in names:
+        if name not in have:
+            builder.insert(("spec", "imagePullSecrets"), len(present or ()), {"name": name})
+            present = builder.get(("spec", "imagePullSecrets"))
+            have.add(name)
+
+
+PROGRAM = ("dify-volume-init", "fix-ownership")
+"""The start of the program mode's command: how an init container of ours is known."""
+
+
+def command(rule: Rule, *, group: int, directories: list[str]) -> list[str]:
+    """The init container's command for the rule's mode."""
+    if rule.init_container.mode == "script":
+        return initscript.command(user=rule.user, group=group, directories=directories)
+    return [*PROGRAM, "--owner", f"{rule.user}:{group}", "--", *directories]
+
+
+def ours(command: Any) -> bool:
+    """`command` is one the webhook's init container runs, in either mode."""
+    if isinstance(command, list) and command[:2] == list(PROGRAM):
+        return True
+    return initscript.runs_script(command)
+
+
+def image(rule: Rule) -> str:
+    """The init container's image: busybox in script mode; in program mode the one the
+    policy names, else the webhook's own."""
+    ic = rule.init_container
+    if ic.mode == "script":
+        return ic.image
+    return ic.program_image or DEFAULT_IMAGE
 
 
 def _own_apparmor(spec: dict[str, Any], container: dict[str, Any], warnings: list[str]) -> None:
@@ -202,8 +246,8 @@ def _init_container(
     ic = rule.init_container
     container: dict[str, Any] = {
         "name": name,
-        "image": ic.image,
-        "command": initscript.command(user=rule.user, group=group, directories=directories),
+        "image": image(rule),
+        "command": command(rule, group=group, directories=directories),
     }
     if ic.image_pull_policy:
         container["imagePullPolicy"] = ic.image_pull_policy

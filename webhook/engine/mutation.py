@@ -31,7 +31,6 @@ from webhook.engine import (
     envexpand,
     hostpaths,
     initcontainer,
-    initscript,
     limits,
     podshape,
     storage,
@@ -412,7 +411,7 @@ def _injected(spec: dict[str, Any], annotations: dict[str, str]) -> str | None:
     present: set[str] = set()
     for container in spec.get("initContainers") or ():
         name = container.get("name") or ""
-        if initscript.runs_script(container.get("command")):
+        if initcontainer.ours(container.get("command")):
             return name
         present.add(name)
     name = (recorded_status(annotations) or {}).get("initContainer")

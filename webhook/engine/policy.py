@@ -256,6 +256,11 @@ _STRING_SCHEMAS: dict[str, dict[str, Any]] = {
         "not": {"pattern": "^([^/]*\\.)?kubernetes\\.io/"},
     },
     "dns label": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+    "dns subdomain": {
+        "type": "string",
+        "maxLength": 253,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    },
     "repository": {
         "type": "string",
         "maxLength": images.NAME_MAX,
@@ -286,6 +291,7 @@ MountPath = Annotated[str, AfterValidator(_mount_path), _schema("mount path")]
 Quantity = Annotated[str, BeforeValidator(_quantity), _schema("quantity")]
 ResourceName = Annotated[str, AfterValidator(_resource_name), _schema("resource name")]
 DnsLabel = Annotated[str, AfterValidator(dns_label), _schema("dns label")]
+DnsSubdomain = Annotated[str, AfterValidator(dns_subdomain), _schema("dns subdomain")]
 Id = Annotated[
     int,
     Field(ge=0, le=MAX_ID, strict=True),
@@ -425,7 +431,16 @@ class InitContainer(_Model):
     """What the injected init container is called and which image runs it."""
 
     name: DnsLabel = "volume-permissions"
+    mode: Literal["program", "script"] = "program"
+    """program: `dify-volume-init fix-ownership` from the webhook's own image (a patch
+    of about 1 KB); script: the busybox shell script, where only busybox can be pulled."""
     image: Annotated[str, AfterValidator(image_reference), _schema("image")] = "busybox:1.36.1"
+    """The image of script mode."""
+    program_image: Annotated[str, AfterValidator(image_reference), _schema("image")] | None = None
+    """The image of program mode; unset: the image the webhook itself runs."""
+    image_pull_secrets: tuple[DnsSubdomain, ...] = ()
+    """Secrets a patched pod gets in `imagePullSecrets` (added where absent), for an
+    init container image from a private registry."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
@@ -547,6 +562,23 @@ class Policy(_Model):
     kind: Literal["VolumeInitPolicy"]
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: PolicySpec
+
+    def with_program_image(self, image: str) -> Policy:
+        """The policy with `image` (the one the webhook runs) as program mode's image
+        wherever a rule names none."""
+        rules = tuple(
+            rule.model_copy(
+                update={
+                    "init_container": rule.init_container.model_copy(
+                        update={"program_image": image}
+                    )
+                }
+            )
+            if rule.init_container.program_image is None
+            else rule
+            for rule in self.spec.rules
+        )
+        return self.model_copy(update={"spec": self.spec.model_copy(update={"rules": rules})})
 
 
 def parse_policy(text: str, *, source: str) -> Policy:

@@ -216,7 +216,7 @@ def watchers(
         policy_path = settings.policy
 
         def load_policy() -> None:
-            runtime.policy = files.load_policy(policy_path)
+            runtime.policy = files.load_policy(policy_path).with_program_image(settings.image)
             check_selection(runtime, settings)
 
         found.append(

@@ -52,7 +52,7 @@ def build_runtime(settings: Settings, *, fallback_policy: str | None = None) -> 
         )
         loaded = policy.parse_policy(fallback_policy, source=f"{settings.policy} (at start)")
     runtime = ServingState(
-        policy=loaded,
+        policy=loaded.with_program_image(settings.image),
         protected_namespaces=frozenset({settings.own_namespace()}),
     )
     runtime.metrics.policy_reloads.labels("loaded").inc()

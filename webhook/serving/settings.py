@@ -10,12 +10,13 @@ source of the flags: cli.py makes them from its fields.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from webhook.engine import PRODUCT
+from webhook.engine import DEFAULT_IMAGE, PRODUCT
+from webhook.engine.policy import image_reference
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_TLS_CERT = DEFAULT_CERT_DIR / "tls.crt"
@@ -65,6 +66,11 @@ class Settings(BaseSettings):
         default="",
         description="fingerprint of the policy selection the webhook configuration was"
         " rendered for (manifests sets it); a loaded policy that differs is reported as drift",
+    )
+    image: Annotated[str, AfterValidator(image_reference)] = Field(
+        default=DEFAULT_IMAGE,
+        description="the image this webhook runs (manifests sets it): the injected init"
+        " container's in program mode, where the policy names none",
     )
     reload_interval: float = Field(
         default=2.0, gt=0, le=300, description="seconds between checks of the cert and policy"
