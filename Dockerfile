@@ -25,8 +25,12 @@ RUN /venv/bin/pip install --no-cache-dir --no-compile . \
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /venv /venv
+# NB: the injected init container runs `dify-volume-init fix-ownership` from this
+# image by name (its own command, as root with CHOWN and DAC_OVERRIDE only), so the
+# console script is on PATH.
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["/venv/bin/dify-volume-init"]

@@ -31,6 +31,15 @@ def pod_inputs() -> list[Path]:
 # Golden pods decided under an edit of the default policy: (old text, new text).
 POLICY_EDITS: dict[str, tuple[str, str]] = {
     "digest-only-leave-alone": ("untaggedDigest: current", "untaggedDigest: leaveAlone"),
+    "script-mode": (
+        "        name: volume-permissions\n",
+        "        name: volume-permissions\n        mode: script\n",
+    ),
+    "pull-secrets": (
+        "        name: volume-permissions\n",
+        "        name: volume-permissions\n        programImage: registry.example/dvi:0.1.0\n"
+        "        imagePullSecrets: [regcred, mirror-cred]\n",
+    ),
     "app-user-not-followed": (
         "      warnImageNotListed: false",
         "      warnImageNotListed: false\n      followAppUser: false",

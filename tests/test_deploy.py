@@ -270,6 +270,9 @@ def test_dockerfile() -> None:
     assert "EXPOSE 8443" in lines
     (entrypoint,) = [line for line in lines if line.startswith("ENTRYPOINT ")]
     assert yaml.safe_load(entrypoint.split(" ", 1)[1]) == ["/venv/bin/dify-volume-init"]
+    # The injected init container's command names the console script: it is on PATH.
+    (path,) = re.findall(r"PATH=([^\s\\]+)", text)
+    assert path.split(":")[0] == "/venv/bin", path
     copies = [line for line in lines if line.startswith("COPY ") and "--from" not in line]
     copied = " ".join(copies)
     for secret in ("certs", ".key", ".pem", ".git", ".env"):
