@@ -25,7 +25,15 @@ from typing import Any
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
-def serve(source: str, mountpoint: str, *, subtype: str, deny_chown: bool, latency: float) -> None:
+def serve(
+    source: str,
+    mountpoint: str,
+    *,
+    subtype: str,
+    deny_chown: bool,
+    latency: float,
+    cache: bool = True,
+) -> None:
     """Serve `source` at `mountpoint` until unmounted."""
     import fuse  # libfuse is needed only in this process
 
@@ -88,6 +96,9 @@ def serve(source: str, mountpoint: str, *, subtype: str, deny_chown: bool, laten
         def utimens(self, path: str, times: Any = None) -> None:
             os.utime(self._path(path), times, follow_symlinks=False)
 
+    # NB: without the cache every lookup and getattr reaches the daemon, as on a network
+    # file system whose attribute cache has expired (the slow case, for benchmarks).
+    timeouts = {} if cache else {"attr_timeout": 0, "entry_timeout": 0, "negative_timeout": 0}
     fuse.FUSE(
         Passthrough(),
         mountpoint,
@@ -95,6 +106,7 @@ def serve(source: str, mountpoint: str, *, subtype: str, deny_chown: bool, laten
         allow_other=True,
         fsname=f"{subtype}-test",
         subtype=subtype,
+        **timeouts,
     )
 
 
@@ -111,11 +123,14 @@ def mounted(
     subtype: str = "passthrough",
     deny_chown: bool = False,
     latency_ms: float = 0,
+    cache: bool = True,
 ) -> Iterator[Path]:
     """`source` served through FUSE at `mountpoint` for the block's length."""
     mountpoint.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "tests.fusefs", str(source), str(mountpoint)]
     argv += ["--subtype", subtype, "--latency-ms", str(latency_ms)]
+    if not cache:
+        argv.append("--no-cache")
     if deny_chown:
         argv.append("--deny-chown")
     process = subprocess.Popen(argv, env=ENV, stderr=subprocess.PIPE, text=True)
@@ -146,6 +161,7 @@ def main() -> None:
     parser.add_argument("--subtype", default="passthrough")
     parser.add_argument("--deny-chown", action="store_true")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args()
     serve(
         args.source,
@@ -153,6 +169,7 @@ def main() -> None:
         subtype=args.subtype,
         deny_chown=args.deny_chown,
         latency=args.latency_ms / 1000,
+        cache=not args.no_cache,
     )
 
 

@@ -177,3 +177,17 @@ def test_mountinfo_is_read_as_the_kernel_writes_it(tmp_path: Path) -> None:
     assert "forceuid,forcegid (CSI: mountOptions)" in fixer.owners_hint(
         info, fixer.Owner(1001, 1001)
     )
+
+
+def test_the_walkthrough_patch_is_small() -> None:
+    """Guards what every Dify pod carries into etcd: the README walk-through's patch is
+    at most 2 KB in program mode (the script made it 12.9 KB)."""
+    import json
+
+    from webhook.engine import admission
+
+    review = json.loads((ROOT / "examples" / "admission-review.json").read_text())
+    decision = admission.answer(review, default_policy()).decision
+    assert decision is not None
+    size = len(json.dumps(decision.patch, separators=(",", ":")))
+    assert size <= 2048, size

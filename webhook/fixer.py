@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import stat
 import sys
 import threading
@@ -248,8 +247,26 @@ class Tally:
                 self.walk_first = f"{shown(path)}: {os.strerror(error.errno or 0)}"
 
 
+class _Open:
+    """A directory being fixed by batches of its entries: its descriptor stays open
+    until the last batch is done."""
+
+    __slots__ = ("fd", "path", "remaining")
+
+    def __init__(self, fd: int, path: str, remaining: int) -> None:
+        self.fd = fd
+        self.path = path
+        self.remaining = remaining
+
+
 class Walk:
-    """One volume's walk: what to leave alone, whom to give the rest to."""
+    """One volume's walk: what to leave alone, whom to give the rest to.
+
+    Every directory is opened once and its entries are reached through its
+    descriptor (`os.scandir(fd)`, `os.stat(name, dir_fd=)`, `os.chown(name,
+    dir_fd=, follow_symlinks=False)`): no path is resolved again per entry, which on
+    network storage is a lookup round trip per component.
+    """
 
     def __init__(self, root: str, owner: Owner, device: int, below: set[str]) -> None:
         self.root = root
@@ -257,46 +274,67 @@ class Walk:
         self.device = device
         self.below = below
         self.tally = Tally()
+        self.changed: list[None] = []
+        """One item per entry changed by the walk (counted once, at the end)."""
 
-    def directory(self, path: str) -> tuple[list[str], int]:
-        """Fix the entries of one directory; its subdirectories to walk, and how many
-        entries it had."""
-        subdirectories: list[str] = []
-        count = 0
+    def open_directory(self, path: str) -> int | None:
         try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    count += 1
-                    if self._fix(entry, path):
-                        subdirectories.append(entry.path)
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as error:
             self.tally.walk_error(path, error)
-        return subdirectories, count
+            return None
 
-    def _fix(self, entry: os.DirEntry[str], parent: str) -> bool:
-        """Fix one entry; True when it is a directory to walk."""
-        name = entry.name
-        if name == ".snapshot" or (name == "lost+found" and parent == self.root):
-            return False
-        if entry.path in self.below:
-            return False  # another mount: neither it nor its root directory is ours
+    def list_names(self, fd: int, path: str) -> list[str]:
         try:
-            st = entry.stat(follow_symlinks=False)
+            with os.scandir(fd) as entries:
+                return [entry.name for entry in entries]
         except OSError as error:
-            self.tally.walk_error(entry.path, error)
-            return False
+            self.tally.walk_error(path, error)
+            return []
+
+    def entry(self, fd: int, parent: str, name: str) -> str | None:
+        """Fix one entry of the directory open as `fd`; its path when it is a directory
+        to walk."""
+        if name == ".snapshot" or (name == "lost+found" and parent == self.root):
+            return None
+        path = f"{parent}/{name}" if parent != "/" else f"/{name}"
+        if path in self.below:
+            return None  # another mount: neither it nor its root directory is ours
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError as error:
+            self.tally.walk_error(path, error)
+            return None
         is_directory = stat.S_ISDIR(st.st_mode)
         if is_directory and st.st_dev != self.device:
-            return False  # a file system the mount table does not show: not crossed
-        if st.st_uid != self.owner.user or st.st_gid != self.owner.group:
+            return None  # a file system the mount table does not show: not crossed
+        owner = self.owner
+        if st.st_uid != owner.user or st.st_gid != owner.group:
             if not is_directory and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 with self.tally.lock:
-                    self.tally.links.setdefault(key, []).append(entry.path)
+                    self.tally.links.setdefault(key, []).append(path)
                     self.tally.link_counts[key] = st.st_nlink
             else:
-                self.chown(entry.path)
-        return is_directory
+                try:
+                    os.chown(name, owner.user, owner.group, dir_fd=fd, follow_symlinks=False)
+                except OSError as error:
+                    self.tally.failed(shown(path), error)
+                else:
+                    self.changed.append(None)  # NB: list.append is atomic: no lock per entry
+        return path if is_directory else None
+
+    def directory(self, path: str) -> tuple[list[str], int]:
+        """Fix the entries of one directory; its subdirectories, and how many entries."""
+        fd = self.open_directory(path)
+        if fd is None:
+            return [], 0
+        try:
+            names = self.list_names(fd, path)
+            found = [self.entry(fd, path, name) for name in names]
+        finally:
+            os.close(fd)
+        return [p for p in found if p is not None], len(names)
 
     def chown(self, path: str) -> None:
         try:
@@ -325,34 +363,13 @@ class Walk:
                 subdirectories, _ = self.directory(pending.pop())
                 pending.extend(subdirectories)
             return 1
-        self._pool(pending, parallel)
+        _Pool(self, parallel).run(pending)
         return parallel
 
-    def _pool(self, pending: list[str], threads: int) -> None:
-        work: queue.Queue[str | None] = queue.Queue()
-        for path in pending:
-            work.put(path)
-
-        def worker() -> None:
-            while True:
-                path = work.get()
-                if path is None:
-                    work.task_done()
-                    return
-                try:
-                    for subdirectory in self.directory(path)[0]:
-                        work.put(subdirectory)
-                finally:
-                    work.task_done()
-
-        pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-        for thread in pool:
-            thread.start()
-        work.join()
-        for _ in pool:
-            work.put(None)
-        for thread in pool:
-            thread.join()
+    def count(self) -> None:
+        """Fold the walk's changes into the tally."""
+        self.tally.changed += len(self.changed)
+        self.changed.clear()
 
     def fix_links(self) -> tuple[int, str]:
         """Give away the files whose every name is inside the volume; the number of
@@ -366,6 +383,91 @@ class Walk:
                 kept += len(names)
                 example = example or names[0]
         return kept, example
+
+
+BATCH = 32
+"""Entries of one directory per task of the pool."""
+OPEN_DIRECTORIES = 256
+"""Directories open at once in the pool (each holds a descriptor until its last batch)."""
+
+
+class _Pool:
+    """Threads fixing batches of entries: a directory is listed once, its entries are
+    handed out `BATCH` at a time (so one big directory is spread over the threads too),
+    batches before directories, at most `OPEN_DIRECTORIES` open."""
+
+    def __init__(self, walk: Walk, threads: int) -> None:
+        self.walk = walk
+        self.threads = threads
+        self.cond = threading.Condition()
+        self.batches: list[tuple[_Open, list[str]]] = []
+        self.directories: list[str] = []
+        self.open = 0
+        self.active = 0
+
+    def run(self, directories: list[str]) -> None:
+        self.directories.extend(directories)
+        pool = [threading.Thread(target=self._work, daemon=True) for _ in range(self.threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+
+    def _next(self) -> tuple[_Open, list[str]] | str | None:
+        with self.cond:
+            while True:
+                if self.batches:
+                    task: tuple[_Open, list[str]] | str = self.batches.pop()
+                    break
+                if self.directories and self.open < OPEN_DIRECTORIES:
+                    task = self.directories.pop()
+                    self.open += 1
+                    break
+                if not self.directories and self.active == 0:
+                    self.cond.notify_all()
+                    return None
+                self.cond.wait()
+            self.active += 1
+            return task
+
+    def _work(self) -> None:
+        while True:
+            task = self._next()
+            if task is None:
+                return
+            try:
+                if isinstance(task, str):
+                    self._list(task)
+                else:
+                    self._batch(*task)
+            finally:
+                with self.cond:
+                    self.active -= 1
+                    self.cond.notify_all()
+
+    def _list(self, path: str) -> None:
+        walk = self.walk
+        fd = walk.open_directory(path)
+        names = [] if fd is None else walk.list_names(fd, path)
+        if fd is None or not names:
+            if fd is not None:
+                os.close(fd)
+            with self.cond:
+                self.open -= 1
+            return
+        chunks = [names[i : i + BATCH] for i in range(0, len(names), BATCH)]
+        handle = _Open(fd, path, len(chunks))
+        with self.cond:
+            self.batches.extend((handle, chunk) for chunk in chunks)
+
+    def _batch(self, handle: _Open, names: list[str]) -> None:
+        found = [self.walk.entry(handle.fd, handle.path, name) for name in names]
+        with self.cond:
+            self.directories.extend(p for p in found if p is not None)
+            handle.remaining -= 1
+            if handle.remaining == 0:
+                os.close(handle.fd)
+                self.open -= 1
 
 
 # -- one volume --------------------------------------------------------------------------
@@ -452,6 +554,7 @@ class Volume:
         started = time.monotonic()
         walk = Walk(self.root, self.owner, st.st_dev, info.below)
         threads = walk.run(parallel)
+        walk.count()
         kept, example = walk.fix_links()
         tally = walk.tally
         if kept:
