@@ -324,3 +324,48 @@ def test_a_namespaces_file_with_no_namespaces_is_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"dify-volume-init: {listing}: no namespaces read: it holds none" \
         " (kubectl get namespaces -o json)\n"  # fmt: skip
+
+
+def test_a_patched_pod_held_back_by_its_init_container_is_said(tmp_path: Path) -> None:
+    """Guards what program mode adds: an init container whose image the namespace
+    cannot pull (ImagePullBackOff) and one whose fix fails (its termination message)
+    are findings, with the command that shows more; a healthy patched pod is not."""
+    pulling = live("helm-api.yaml", "dify-api-pull", owner=("ReplicaSet", "dify-api-7d9f8c6b5"),
+                   patched=True)  # fmt: skip
+    image = pulling["spec"]["initContainers"][0]["image"]
+    pulling["status"]["initContainerStatuses"] = [
+        {"name": "volume-permissions", "image": image,
+         "state": {"waiting": {"reason": "ImagePullBackOff"}}},
+    ]  # fmt: skip
+    failing = live("helm-api.yaml", "dify-api-fail", owner=("ReplicaSet", "dify-api-7d9f8c6b5"),
+                   patched=True)  # fmt: skip
+    failing["status"]["initContainerStatuses"] = [
+        {"name": "volume-permissions", "image": image,
+         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 1, "message": "fix-ownership: /app/api/storage:"
+                                      " cannot change the owner"}}},
+    ]  # fmt: skip
+    healthy = live("helm-api.yaml", "dify-api-ok", owner=("ReplicaSet", "dify-api-7d9f8c6b5"),
+                   patched=True)  # fmt: skip
+    healthy["status"]["initContainerStatuses"] = [
+        {"name": "volume-permissions", "image": image,
+         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+    ]  # fmt: skip
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps({"kind": "List", "items": [pulling, failing, healthy]}))
+    result = run("-f", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "dify/dify-api-pull (Deployment/dify-api): init container volume-permissions cannot"
+        f" pull {image} (ImagePullBackOff): push the webhook's image where this namespace's"
+        " nodes can pull, name pull secrets in the policy (initContainer.imagePullSecrets),"
+        " or use initContainer.mode: script"
+    )
+    assert lines[1] == (
+        "dify/dify-api-fail (Deployment/dify-api): init container volume-permissions fails"
+        " (exit 1): fix-ownership: /app/api/storage: cannot change the owner"
+    )
+    assert "dify-api-ok" not in result.stdout
+    assert "# kubectl -n dify describe pod dify-api-pull" in lines
+    assert "# kubectl -n dify logs dify-api-fail -c volume-permissions" in lines

@@ -165,9 +165,17 @@ def audit(
         status = pod.get("status")
         if isinstance(status, dict) and status.get("phase") in _FINISHED:
             continue
-        if _patched(pod):
-            continue
         namespace = str(metadata.get("namespace") or admission.DEFAULT_NAMESPACE)
+        if _patched(pod):
+            stuck = _init_stuck(pod)
+            if stuck is not None:
+                name = str(metadata.get("name") or metadata.get("generateName") or "?")
+                owner, _ = _owner(pod, namespace, name)
+                why, fix = stuck
+                findings.append(
+                    Finding(printable(namespace), printable(name), printable(owner), why, fix)
+                )
+            continue
         restricted = False
         if selection is not None:
             sent = selection.sends(namespace, metadata.get("labels") or {})
@@ -192,6 +200,43 @@ def audit(
             continue
         findings.append(Finding(printable(namespace), printable(name), printable(owner), why, fix))
     return findings
+
+
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+def _init_stuck(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """Why a patched pod's injected init container holds it back (its image cannot be
+    pulled, or the fix failed), and what to do; None when it does not."""
+    status = pod.get("status")
+    init = (mutation.recorded_status((pod.get("metadata") or {}).get("annotations")) or {}).get(
+        "initContainer"
+    )
+    if not isinstance(status, dict) or not isinstance(init, str):
+        return None
+    for entry in status.get("initContainerStatuses") or ():
+        if not isinstance(entry, dict) or entry.get("name") != init:
+            continue
+        waiting = (entry.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in _PULL_FAILURES:
+            image = entry.get("image") or "?"
+            return (
+                f"init container {init} cannot pull {image} ({reason}): push the webhook's"
+                " image where this namespace's nodes can pull, name pull secrets in the"
+                " policy (initContainer.imagePullSecrets), or use initContainer.mode: script",
+                f"# kubectl -n {shlex.quote(str((pod.get('metadata') or {}).get('namespace')))}"
+                f" describe pod {shlex.quote(str((pod.get('metadata') or {}).get('name')))}",
+            )
+        last = (entry.get("lastState") or {}).get("terminated") or {}
+        if reason == "CrashLoopBackOff" or last.get("exitCode") not in (None, 0):
+            said = str(last.get("message") or "").strip() or "see its log"
+            return (
+                f"init container {init} fails (exit {last.get('exitCode', '?')}): {said}",
+                f"# kubectl -n {shlex.quote(str((pod.get('metadata') or {}).get('namespace')))}"
+                f" logs {shlex.quote(str((pod.get('metadata') or {}).get('name')))} -c {init}",
+            )
+    return None
 
 
 def _patched(pod: dict[str, Any]) -> bool:
