@@ -321,6 +321,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     commands: dict[str, Callable[[int], list[str]]] = {
         "bare uvicorn": baseline,
         "bare, fixed": lambda port: baseline(port, "fixed_app"),
+        "minimal webhook": lambda port: baseline(port, "minimal_app"),
     }
     if importlib.util.find_spec("kopf") is not None:
         commands["kopf"] = kopf
@@ -362,6 +363,18 @@ def run(work: Path, args: argparse.Namespace) -> None:
                     f" {r['cpu_us'] / bare['cpu_us']:>8.2f}x {r['p50']:>8.2f} {r['p99']:>8.2f}"
                     f" {r['p99'] / bare['p99']:>11.2f}x {r['rps']:>7.0f} {r['errors']:>8.0f}"
                 )
+    print()
+    for label in bodies:
+        for connections in args.concurrency:
+            least = index[("minimal webhook", label, connections)]["cpu_us"]
+            mine = index[("dify-volume-init", label, connections)]["cpu_us"]
+            peer = index.get(("kopf", label, connections), {}).get("cpu_us")
+            met = "met" if mine <= 1.3 * least and (peer is None or mine < peer) else "NOT met"
+            said = f", kopf {peer / least:.2f}x" if peer else ""
+            print(
+                f"{label} c={connections}: CPU vs the minimal webhook {mine / least:.2f}x{said};"
+                f" target at most 1.3x and below kopf: {met}"
+            )
     print()
     for connections in args.concurrency if len(bodies) == 2 else ():
         large = index[("dify-volume-init", "100KB", connections)]["cpu_us"]

@@ -25,7 +25,7 @@ import base64
 import json
 from typing import Any
 
-from webhook.engine import initscript
+from webhook.engine import DEFAULT_IMAGE, initscript
 
 STORAGE = "/app/api/storage"
 USER = GROUP = 1001
@@ -33,8 +33,8 @@ STATUS = "volume-init.dify.ai~1status"
 INIT_NAME = "volume-permissions"
 INIT_TEMPLATE: dict[str, Any] = {
     "name": INIT_NAME,
-    "image": "busybox:1.36.1",
-    "command": initscript.command(user=USER, group=GROUP, directories=[STORAGE]),
+    "image": DEFAULT_IMAGE,
+    "command": ["dify-volume-init", "fix-ownership", "--owner", f"{USER}:{GROUP}", "--", STORAGE],
     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
     "securityContext": {
         "runAsUser": 0,
@@ -73,6 +73,19 @@ def inject(review: dict[str, Any]) -> dict[str, Any]:
     if not volumes:
         return response
     init = {**INIT_TEMPLATE, "volumeMounts": [{"name": volumes[0], "mountPath": STORAGE}]}
+    # As the webhook sizes it: the app container's cpu and memory, when it sets them.
+    app = (spec["containers"][0].get("resources") or {}) if spec["containers"] else {}
+    sized = {
+        kind: {
+            name: value
+            for name, value in (app.get(kind) or {}).items()
+            if name in ("cpu", "memory")
+        }
+        for kind in ("requests", "limits")
+    }
+    sized = {kind: values for kind, values in sized.items() if values}
+    if sized:
+        init["resources"] = sized
     status = json.dumps(
         {"rule": "dify-storage", "volumes": volumes[:1], "owner": f"{USER}:{GROUP}",
          "initContainer": INIT_NAME},
@@ -100,6 +113,31 @@ FIXED_PATCH = base64.b64encode(
 ).decode()
 
 
+def minimal(review: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview of `minimal_app`: the least any webhook of this kind sends,
+    a plain `chown -R` init container on the storage volume, nothing else."""
+    request = review["request"]
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
+    pod = request.get("object") or {}
+    volume = next(
+        (
+            m["name"]
+            for c in (pod.get("spec") or {}).get("containers") or ()
+            for m in c.get("volumeMounts") or ()
+            if m["mountPath"] == STORAGE
+        ),
+        None,
+    )
+    if volume is not None:
+        init = {"name": INIT_NAME, "image": "busybox:1.36.1",
+                "command": ["chown", "-R", f"{USER}:{GROUP}", STORAGE],
+                "volumeMounts": [{"name": volume, "mountPath": STORAGE}]}  # fmt: skip
+        patch = [{"op": "add", "path": "/spec/initContainers", "value": [init]}]
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response}
+
+
 def fixed(review: dict[str, Any]) -> dict[str, Any]:
     """The AdmissionReview of `fixed_app`: the uid echoed, a fixed patch."""
     return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
@@ -109,6 +147,10 @@ def fixed(review: dict[str, Any]) -> dict[str, Any]:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _serve(answer, scope, receive, send)
+
+
+async def minimal_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await _serve(minimal, scope, receive, send)
 
 
 async def fixed_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
