@@ -20,7 +20,9 @@ RUN python3 -m venv /venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY webhook ./webhook
+# NB: pip and setuptools are not needed at run time (a quarter of the layer).
 RUN /venv/bin/pip install --no-cache-dir --no-compile . \
+ && /venv/bin/python -m pip uninstall -q -y pip setuptools \
  && /venv/bin/python -m compileall -q /venv/lib
 
 FROM ${RUNTIME_IMAGE}
