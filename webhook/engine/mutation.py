@@ -22,7 +22,7 @@ second call on its own output (reinvocation) yields no patch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -251,9 +251,8 @@ def _decide_for_rule(
         return classified
     classified.warnings.extend(notes)
     identity = _identity(spec, classified.fixable)
-    if isinstance(identity, str):
-        reason, message = identity.split(":", 1)
-        return _skip(pod, reason, f"{where}: {message.strip()}", rule.name)
+    if isinstance(identity, _LeaveAlone):
+        return _skip(pod, identity.reason, f"{where}: {identity.message}", rule.name)
     if identity is not None:
         user, group, said = identity
         if user != rule.user or (group is not None and group != rule.group):
@@ -261,24 +260,36 @@ def _decide_for_rule(
                 return _skip(
                     pod,
                     "app-user-not-policy",
-                    f"{where}: {said.split(': the volume', 1)[0]}, not the policy's"
-                    f" {rule.user}:{rule.group}, and the rule's followAppUser is false",
+                    f"{where}: {said}, not the policy's {rule.user}:{rule.group}, and the"
+                    " rule's followAppUser is false",
                     rule.name,
                 )
-            classified.warnings.append(said)
+            owner = f"{user}:{group}" if group is not None else f"UID {user}"
+            classified.warnings.append(f"{said}: the volume is given to {owner}, as the app runs")
             rule = rule.model_copy(update={"user": user, "group": group or rule.group})
     return _apply(pod, rule, classified, restricted=restricted, where=where)
 
 
-def _identity(
-    spec: dict[str, Any], mounts: list[storage.Mount]
-) -> str | tuple[int, int | None, str] | None:
+class _AppUser(NamedTuple):
+    """The one UID (and group, when one is set) the app containers run as."""
+
+    user: int
+    group: int | None
+    said: str
+    """Who says so: `container api runs as UID 1000 (set on the container)`."""
+
+
+class _LeaveAlone(NamedTuple):
+    reason: str
+    message: str
+
+
+def _identity(spec: dict[str, Any], mounts: list[storage.Mount]) -> _AppUser | _LeaveAlone | None:
     """Who the app containers that mount the storage will run as, from their own
     securityContext (else the pod's): None when none says, so the policy's user
-    stands; `user, group, why` when they say another UID (the volume is given to the
-    app's real user, or it would lose write access where fsGroup does nothing); or
-    `reason: message` when the pod must be left alone (an app that runs as root, or
-    apps that run as different users)."""
+    stands; the UID they set (the volume is given to the app's real user, or it would
+    lose write access where fsGroup does nothing); or why the pod must be left alone
+    (an app that runs as root, or apps that run as different users)."""
     pod_sc = spec.get("securityContext") or {}
     users: dict[int, str] = {}
     groups: set[int] = set()
@@ -297,21 +308,20 @@ def _identity(
         if not isinstance(user, int) or isinstance(user, bool):
             continue
         if user == 0:
-            return (
-                f"app-runs-as-root: container {name} runs as root (runAsUser: 0, set on the"
-                f" {level}): it can write the storage as it is, and giving the volume to"
-                " another user would take that away"
+            return _LeaveAlone(
+                "app-runs-as-root",
+                f"container {name} runs as root (runAsUser: 0, set on the {level}): it can"
+                " write the storage as it is, and giving the volume to another user would"
+                " take that away",
             )
         users.setdefault(user, f"container {name} runs as UID {user} (set on the {level})")
     if len(users) > 1:
         said = "; ".join(users.values())
-        return f"app-users-differ: {said}: no one owner lets them all write"
+        return _LeaveAlone("app-users-differ", f"{said}: no one owner lets them all write")
     if not users:
         return None
     ((user, said),) = users.items()
-    group = next(iter(groups)) if len(groups) == 1 else None
-    owner = f"{user}:{group}" if group is not None else f"UID {user}"
-    return user, group, f"{said}: the volume is given to {owner}, as the app runs"
+    return _AppUser(user, next(iter(groups)) if len(groups) == 1 else None, said)
 
 
 def _object_storage(
