@@ -167,9 +167,9 @@ def audit(
             continue
         namespace = str(metadata.get("namespace") or admission.DEFAULT_NAMESPACE)
         if _patched(pod):
-            stuck = _init_stuck(pod)
+            name = str(metadata.get("name") or metadata.get("generateName") or "?")
+            stuck = _init_stuck(pod, namespace, name)
             if stuck is not None:
-                name = str(metadata.get("name") or metadata.get("generateName") or "?")
                 owner, _ = _owner(pod, namespace, name)
                 why, fix = stuck
                 findings.append(
@@ -205,9 +205,10 @@ def audit(
 _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 
 
-def _init_stuck(pod: dict[str, Any]) -> tuple[str, str] | None:
+def _init_stuck(pod: dict[str, Any], namespace: str, name: str) -> tuple[str, str] | None:
     """Why a patched pod's injected init container holds it back (its image cannot be
-    pulled, or the fix failed), and what to do; None when it does not."""
+    pulled, or the fix failed), and the kubectl line that shows more; None when it
+    does not."""
     status = pod.get("status")
     init = (mutation.recorded_status((pod.get("metadata") or {}).get("annotations")) or {}).get(
         "initContainer"
@@ -225,16 +226,15 @@ def _init_stuck(pod: dict[str, Any]) -> tuple[str, str] | None:
                 f"init container {init} cannot pull {image} ({reason}): push the webhook's"
                 " image where this namespace's nodes can pull, name pull secrets in the"
                 " policy (initContainer.imagePullSecrets), or use initContainer.mode: script",
-                f"# kubectl -n {shlex.quote(str((pod.get('metadata') or {}).get('namespace')))}"
-                f" describe pod {shlex.quote(str((pod.get('metadata') or {}).get('name')))}",
+                f"# kubectl -n {shlex.quote(namespace)} describe pod {shlex.quote(name)}",
             )
         last = (entry.get("lastState") or {}).get("terminated") or {}
         if reason == "CrashLoopBackOff" or last.get("exitCode") not in (None, 0):
             said = str(last.get("message") or "").strip() or "see its log"
             return (
                 f"init container {init} fails (exit {last.get('exitCode', '?')}): {said}",
-                f"# kubectl -n {shlex.quote(str((pod.get('metadata') or {}).get('namespace')))}"
-                f" logs {shlex.quote(str((pod.get('metadata') or {}).get('name')))} -c {init}",
+                f"# kubectl -n {shlex.quote(namespace)} logs {shlex.quote(name)}"
+                f" -c {shlex.quote(init)}",
             )
     return None
 

@@ -17,7 +17,7 @@ from typing import Any
 from webhook.engine import PRODUCT, admission, mutation
 from webhook.engine.errors import BadRequest, InvalidObject
 from webhook.engine.patches import Key, Operation, pointer
-from webhook.engine.policy import Policy, excluded_namespaces
+from webhook.engine.policy import Policy
 from webhook.review.selection import Selection
 
 DEFAULT_WEBHOOK_NAMESPACE = PRODUCT
@@ -195,14 +195,8 @@ def _pod(
     selection = options.selection
     if selection is not None:
         if not selection.namespace_sent(namespace):
-            excluded = excluded_namespaces(options.policy, sorted(options.protected_namespaces))
-            opt_in = options.policy.spec.namespace_selector
-            why = selection.why_not_sent(namespace, excluded)
-            if why.endswith("namespaceSelector") and opt_in is not None:
-                why = (
-                    "the namespace's labels do not match the policy's namespaceSelector"
-                    f" ({opt_in.description})"
-                )
+            own = sorted(options.protected_namespaces)
+            why = selection.why_not_sent(namespace, options.policy, own)
             note = f"not sent: {why}, so the apiserver does not call the webhook"
             return ReviewedObject(label, source, line, document, document, note=note)
         sent = selection.sends(namespace, (pod.get("metadata") or {}).get("labels"))

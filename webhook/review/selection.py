@@ -11,10 +11,11 @@ entry's answer.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.engine.policy import LabelSelector
+from webhook.engine.policy import LabelSelector, Policy, excluded_namespaces
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 DISABLE_LABEL = "volume-init.dify.ai/inject"  # =disabled: no entry sends the namespace
@@ -74,13 +75,21 @@ class Selection:
         ns_labels = self.labels_of(namespace)
         return any(ns is None or ns.matches(ns_labels) for ns, _, _ in self.compiled)
 
-    def why_not_sent(self, namespace: str, excluded: tuple[str, ...]) -> str:
-        """Why no entry takes pods from the namespace, for people."""
+    def why_not_sent(self, namespace: str, policy: Policy, own: Iterable[str]) -> str:
+        """Why no entry takes pods from the namespace, for people (`own`: the webhook's
+        own namespaces)."""
         labels = self.labels_of(namespace)
         if labels.get(DISABLE_LABEL) == "disabled":
             return f"the namespace is labelled {DISABLE_LABEL}=disabled"
+        excluded = excluded_namespaces(policy, own)
         if namespace in excluded:
             return f"namespace {namespace} is excluded ({', '.join(excluded)})"
+        opt_in = policy.spec.namespace_selector
+        if opt_in is not None and not opt_in.matches(labels):
+            return (
+                "the namespace's labels do not match the policy's namespaceSelector"
+                f" ({opt_in.description})"
+            )
         return "the namespace's labels match no entry's namespaceSelector"
 
 
