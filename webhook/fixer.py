@@ -212,7 +212,6 @@ class Tally:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.changed = 0
         self.read_only = 0
         self.read_only_first = ""
         self.bad = 0
@@ -232,11 +231,11 @@ class Tally:
         with self.lock:
             if code == errno.EROFS:
                 self.read_only += 1
-                self.read_only_first = self.read_only_first or path
+                self.read_only_first = self.read_only_first or shown(path)
             else:
                 self.bad += 1
                 if not self.bad_cause:
-                    self.bad_cause, self.bad_first = os.strerror(code or 0), path
+                    self.bad_cause, self.bad_first = os.strerror(code or 0), shown(path)
 
     def walk_error(self, path: str, error: OSError) -> None:
         if error.errno == errno.ENOENT:
@@ -275,7 +274,7 @@ class Walk:
         self.below = below
         self.tally = Tally()
         self.changed: list[None] = []
-        """One item per entry changed by the walk (counted once, at the end)."""
+        """One item per entry changed (an append is atomic: the threads need no lock)."""
 
     def open_directory(self, path: str) -> int | None:
         try:
@@ -319,7 +318,7 @@ class Walk:
                 try:
                     os.chown(name, owner.user, owner.group, dir_fd=fd, follow_symlinks=False)
                 except OSError as error:
-                    self.tally.failed(shown(path), error)
+                    self.tally.failed(path, error)
                 else:
                     self.changed.append(None)  # NB: list.append is atomic: no lock per entry
         return path if is_directory else None
@@ -340,10 +339,9 @@ class Walk:
         try:
             os.lchown(path, self.owner.user, self.owner.group)
         except OSError as error:
-            self.tally.failed(shown(path), error)
+            self.tally.failed(path, error)
         else:
-            with self.tally.lock:
-                self.tally.changed += 1
+            self.changed.append(None)
 
     def run(self, parallel: int | None) -> int:
         """Walk the tree; the number of threads it used. Unless told, the first
@@ -353,23 +351,21 @@ class Walk:
         if parallel is None:
             started, seen = time.perf_counter(), 0
             while pending and seen < PROBE_ENTRIES:
-                subdirectories, count = self.directory(pending.pop())
-                pending.extend(subdirectories)
-                seen += count
+                seen += self._step(pending)
             spent = time.perf_counter() - started
             parallel = PARALLEL_SLOW if seen and spent / seen > SLOW_ENTRY else 1
-        if parallel <= 1 or not pending:
-            while pending:
-                subdirectories, _ = self.directory(pending.pop())
-                pending.extend(subdirectories)
-            return 1
-        _Pool(self, parallel).run(pending)
-        return parallel
+        if parallel > 1 and pending:
+            _Pool(self, parallel).run(pending)
+            return parallel
+        while pending:
+            self._step(pending)
+        return 1
 
-    def count(self) -> None:
-        """Fold the walk's changes into the tally."""
-        self.tally.changed += len(self.changed)
-        self.changed.clear()
+    def _step(self, pending: list[str]) -> int:
+        """Fix the next directory of `pending`, adding its subdirectories; its entries."""
+        subdirectories, count = self.directory(pending.pop())
+        pending.extend(subdirectories)
+        return count
 
     def fix_links(self) -> tuple[int, str]:
         """Give away the files whose every name is inside the volume; the number of
@@ -554,7 +550,6 @@ class Volume:
         started = time.monotonic()
         walk = Walk(self.root, self.owner, st.st_dev, info.below)
         threads = walk.run(parallel)
-        walk.count()
         kept, example = walk.fix_links()
         tally = walk.tally
         if kept:
@@ -587,7 +582,7 @@ class Volume:
             return False
         reason = self._write_flag()
         took = time.monotonic() - started
-        changed = tally.changed + root_changed
+        changed = len(walk.changed) + root_changed
         line = f"changed the owner of {changed} entries to {self.owner} in {took:.2f}s"
         self.say(line + (f" ({threads} threads)" if threads > 1 else ""))
         self.log.summary(f"{self.name}: {line}")
