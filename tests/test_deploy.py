@@ -18,7 +18,7 @@ import yaml
 
 from tests import helpers
 from webhook import manifests
-from webhook.engine import policy
+from webhook.engine import DEFAULT_IMAGE, VERSION, policy
 from webhook.engine.policy import LabelSelector, Policy
 
 ROOT = Path(__file__).parent.parent
@@ -333,10 +333,25 @@ def test_kustomize_images_entry_sets_the_image(tmp_path: Path, tree: str) -> Non
     kustomization = copy / "base" / "kustomization.yaml"
     spec = yaml.safe_load(kustomization.read_text())
     (entry,) = spec["images"]
-    name, tag = manifests.DEFAULT_IMAGE.rsplit(":", 1)
+    name, tag = DEFAULT_IMAGE.rsplit(":", 1)
     assert entry == {"name": name, "newName": name, "newTag": tag}
     entry.update(newName="registry.example.com/dify-volume-init", newTag="0.1.0-custom")
     kustomization.write_text(yaml.safe_dump(spec))
     (deployment,) = [o for o in kustomize(copy / tree) if o["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example.com/dify-volume-init:0.1.0-custom"
+    # the init container the webhook injects runs the same image (deploy/base replacements)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VOLUME_INIT_IMAGE"] == "registry.example.com/dify-volume-init:0.1.0-custom"
+
+
+def test_one_version_for_the_package_the_engine_and_the_default_image() -> None:
+    """Guards the release's version, written in three places that cannot import each
+    other cheaply: pyproject.toml, webhook.__version__ and engine.VERSION (the default
+    image's tag)."""
+    import webhook
+
+    project = (ROOT / "pyproject.toml").read_text()
+    assert f'\nversion = "{VERSION}"\n' in project
+    assert webhook.__version__ == VERSION
+    assert DEFAULT_IMAGE.endswith(f":{VERSION}")

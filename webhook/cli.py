@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import pydantic
 
@@ -20,6 +20,9 @@ from webhook import __version__, files
 from webhook.engine import DEFAULT_IMAGE, PRODUCT, limits, policy
 from webhook.engine.admission import DEFAULT_NAMESPACE
 from webhook.engine.errors import InvalidObject, UsageError
+
+if TYPE_CHECKING:
+    from webhook.review.selection import Selection
 
 EXIT_OK = 0
 EXIT_CHANGED = 1
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _manifests_command(commands)
     _policy_command(commands)
     _audit_command(commands)
+    _fix_ownership_command(commands)
     return parser
 
 
@@ -290,8 +294,9 @@ def _policy_command(commands: Any) -> None:
     policy_sub.add_parser("default", help="print the built-in policy")
 
 
-def _audit_command(commands: Any) -> None:
-    """`audit`: live pods the policy would have patched, unpatched."""
+def _fix_ownership_command(commands: Any) -> None:
+    """`fix-ownership`: listed here for --help; its own parser is webhook/fixer.py's (the
+    console script goes straight there, with the standard library alone)."""
     commands.add_parser(
         "fix-ownership",
         help="give volume directories to the app's user, as the init container does",
@@ -299,6 +304,10 @@ def _audit_command(commands: Any) -> None:
         " the init container's ownership fix, usable by hand (standard library only)",
         add_help=False,
     )
+
+
+def _audit_command(commands: Any) -> None:
+    """`audit`: live pods the policy would have patched, unpatched."""
     audit = commands.add_parser(
         "audit",
         help="list live pods the policy would have patched but that carry no status annotation",
@@ -326,7 +335,12 @@ def _audit_command(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dify-volume-init` and `python -m webhook`."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["fix-ownership"]:  # NB: its own parser (webhook/launch.py)
+        from webhook import fixer  # noqa: PLC0415
+
+        return fixer.main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         if args.command == "serve":
             return _serve(args)
@@ -340,10 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _manifests(args)
         if args.command == "audit":
             return _audit(args)
-        if args.command == "fix-ownership":
-            from webhook import fixer  # noqa: PLC0415 - the console script goes straight there
-
-            return fixer.main([])
     except UsageError as exc:
         print(f"{PRODUCT}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -441,7 +451,7 @@ def _labels(text: str | None) -> dict[str, str] | None:
 
 def _review_selection(
     loaded: policy.Policy, labels: dict[str, str] | None, *, restricted: bool
-) -> Any:
+) -> Selection | None:
     """With `--namespace-labels`, the entries `manifests` renders and those labels, so
     `review` decides which pods are sent, and to which entry, as the apiserver does
     (`--pod-security restricted` adds the enforce label when the labels lack one)."""
@@ -657,7 +667,7 @@ def _manifests(args: argparse.Namespace) -> int:
     from webhook import manifests  # noqa: PLC0415
 
     namespace = _checked("--namespace", policy.dns_label, args.namespace)
-    image = _checked("--image", policy.image_reference, args.image, manifests.DEFAULT_IMAGE)
+    image = _checked("--image", policy.image_reference, args.image, DEFAULT_IMAGE)
 
     if args.policy:
         text = files.read_policy_text(Path(args.policy))

@@ -20,8 +20,7 @@ import base64
 from typing import Any
 
 from webhook import certs
-from webhook.engine import DEFAULT_IMAGE as ENGINE_DEFAULT_IMAGE
-from webhook.engine import PRODUCT
+from webhook.engine import DEFAULT_IMAGE, PRODUCT
 from webhook.engine import policy as policies
 from webhook.engine.policy import LabelSelector, Policy, selection_fingerprint
 from webhook.review import emit
@@ -33,7 +32,6 @@ PORT: int = Settings.model_fields["port"].default
 SELECTION_ANNOTATION = "volume-init.dify.ai/selection"
 """On the webhook configuration: the fingerprint of the policy selection it renders."""
 """The port `serve` listens on by default: the container's port and the Service's target."""
-DEFAULT_IMAGE = ENGINE_DEFAULT_IMAGE
 TLS_SECRET = f"{NAME}-tls"
 POLICY_CONFIGMAP = f"{NAME}-policy"
 RUN_AS = 65532  # the distroless "nonroot" user
