@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import baseline_app  # noqa: E402
 from tests import helpers, servers  # noqa: E402
-from webhook import certs  # noqa: E402
+from webhook.certs import pki, store  # noqa: E402
 from webhook.engine import admission, policy  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -272,8 +272,8 @@ def main() -> None:
 
 
 def run(work: Path, args: argparse.Namespace) -> None:
-    names = [*certs.service_names("dify-volume-init", "dify-volume-init"), "localhost"]
-    certs.write_files(work, certs.build(dns_names=names, ip_addresses=["127.0.0.1"]))
+    names = [*pki.service_names("dify-volume-init", "dify-volume-init"), "localhost"]
+    store.write_files(work, pki.build(dns_names=names, ip_addresses=["127.0.0.1"]))
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
     bodies = {}

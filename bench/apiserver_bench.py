@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import controlplane, servers
 from tests.test_cluster import DIFY, Cluster, bare_pod
-from webhook import certs
+from webhook.certs import pki, store
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -43,11 +43,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        bundle = certs.build(
-            dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE),
+        bundle = pki.build(
+            dns_names=pki.service_names(servers.SERVICE, servers.NAMESPACE),
             ip_addresses=["127.0.0.1"],
         )
-        certs.write_files(directory / "webhook-tls", bundle)
+        store.write_files(directory / "webhook-tls", bundle)
         with (
             controlplane.running(directory / "plane") as plane,
             servers.running(

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import helpers, servers  # noqa: E402
-from webhook import certs  # noqa: E402
+from webhook.certs import pki, store  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -61,9 +61,9 @@ def main() -> None:
     payloads = bodies()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        certs.write_files(
+        store.write_files(
             directory,
-            certs.build(dns_names=certs.service_names("dify-volume-init", "dify-volume-init")),
+            pki.build(dns_names=pki.service_names("dify-volume-init", "dify-volume-init")),
         )
         tls = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
         with servers.running(tls, ca_file=directory / "ca.crt", workdir=directory) as server:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import servers, worstcase  # noqa: E402
-from webhook import certs  # noqa: E402
+from webhook.certs import pki, store  # noqa: E402
 
 SNI = {"sni_hostname": servers.SERVICE_DNS}
 
@@ -41,8 +41,8 @@ def main() -> None:
     bodies.update({name: worstcase.body(build) for name, build in worstcase.BUILDERS.items()})
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
-        certs.write_files(directory, certs.build(dns_names=names))
+        names = pki.service_names(servers.SERVICE, servers.NAMESPACE)
+        store.write_files(directory, pki.build(dns_names=names))
         tls = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
         with servers.running(tls, ca_file=directory / "ca.crt", workdir=directory) as server:
             latency: dict[str, list[float]] = {name: [] for name in bodies}

@@ -107,9 +107,9 @@ def tls_args(directory: Path) -> list[str]:
 def with_certificates(directory: Path) -> list[str]:
     """A CA and serving certificate for the test Service written to `directory`
     (`ca.crt` for clients); `serve`'s flags for them."""
-    from webhook import certs
+    from webhook.certs import pki, store
 
-    certs.write_files(directory, certs.build(dns_names=certs.service_names(SERVICE, NAMESPACE)))
+    store.write_files(directory, pki.build(dns_names=pki.service_names(SERVICE, NAMESPACE)))
     return tls_args(directory)
 
 

@@ -127,7 +127,8 @@ def test_a_failing_file_system_leaves_a_set_the_next_run_completes(
 ) -> None:
     """Guards I/O errors in the middle of a write (a full disk on the nth rename): the
     command says so in one line, and the next run finds a consistent set."""
-    from webhook import certdir, certs
+    from webhook.certs import rotation, store
+    from webhook.certs.pki import CertificateError
 
     d = tmp_path / "certs"
     assert run("certs", "--out-dir", str(d), "--namespace", "ops").returncode == 0
@@ -144,12 +145,12 @@ def test_a_failing_file_system_leaves_a_set_the_next_run_completes(
             real(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
-        request = certdir.Request(d, None)
+        request = rotation.Request(d, None)
         with (
-            pytest.raises(certs.CertificateError, match="No space left on device"),
-            certdir.locked(d),
+            pytest.raises(CertificateError, match="No space left on device"),
+            store.locked(d),
         ):
-            certdir.issue(request, renew_only=True)
+            rotation.issue(request, renew_only=True)
         monkeypatch.setattr(os, "replace", real)
         assert run("certs", "--out-dir", str(d), "--renew").returncode == 0
         assert_consistent(d)
@@ -244,7 +245,7 @@ def test_a_ca_whose_name_constraints_exclude_the_service_is_refused(tmp_path: Pa
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from webhook import certs as certs_module
+    from webhook.certs import pki
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Constrained CA")])
@@ -255,7 +256,7 @@ def test_a_ca_whose_name_constraints_exclude_the_service_is_refused(tmp_path: Pa
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=900))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(certs_module._key_usage(cert_sign=True), critical=True)
+        .add_extension(pki._key_usage(cert_sign=True), critical=True)
         .add_extension(
             x509.NameConstraints([x509.DNSName("corp.example")], None), critical=True
         )

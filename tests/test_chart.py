@@ -30,8 +30,8 @@ import yaml
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from webhook import manifests
 from webhook.engine import policy
+from webhook.install import manifests
 
 CHART = Path(__file__).parent.parent / "deploy" / "helm" / "dify-volume-init"
 RELEASE = NAMESPACE = "dify-volume-init"

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_chart import CHART, RELEASE, keyed, render, without_ca_bundles
-from webhook import manifests
 from webhook.engine import policy
 from webhook.engine.errors import PolicyError
+from webhook.install import manifests
 
 SCHEMA = CHART / "values.schema.json"
 CONFIG = ("MutatingWebhookConfiguration", RELEASE)

@@ -100,10 +100,10 @@ def test_serve_fails_fast_with_one_line(
 
 def test_serve_refuses_a_key_that_does_not_match(tmp_path: Path) -> None:
     """Guards serve's certificate check: a mismatched key is refused at start."""
-    from webhook import certs
+    from webhook.certs import pki
 
-    one = certs.build(dns_names=["a"])
-    two = certs.build(dns_names=["b"])
+    one = pki.build(dns_names=["a"])
+    two = pki.build(dns_names=["b"])
     (tmp_path / "tls.crt").write_bytes(one.cert)
     (tmp_path / "tls.key").write_bytes(two.key)
     result = run("serve", "--tls-cert", "tls.crt", "--tls-key", "tls.key", cwd=tmp_path)
@@ -280,9 +280,9 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     among its start-up lines and exited 3)."""
     import socket
 
-    from webhook import certs
+    from webhook.certs import pki, store
 
-    certs.write_files(tmp_path / "certs", certs.build(dns_names=["localhost"]))
+    store.write_files(tmp_path / "certs", pki.build(dns_names=["localhost"]))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -30,9 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests import controlplane, servers
-from webhook import certs, manifests
+from webhook.certs import pki, store
 from webhook.engine import mutation
 from webhook.engine.policy import Policy, default_policy, default_policy_text, parse_policy
+from webhook.install import manifests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -100,11 +101,11 @@ def started(
     env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """A control plane with the webhook server registered against it."""
-    bundle = certs.build(
-        dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE),
+    bundle = pki.build(
+        dns_names=pki.service_names(servers.SERVICE, servers.NAMESPACE),
         ip_addresses=["127.0.0.1"],
     )
-    certs.write_files(directory / "webhook-tls", bundle)
+    store.write_files(directory / "webhook-tls", bundle)
     with (
         controlplane.running(directory / "plane", admission_config=admission_config) as plane,
         servers.running(
@@ -341,7 +342,7 @@ def test_the_ca_bundle_is_what_the_apiserver_trusts(cluster: Cluster) -> None:
     """Guards the caBundle end to end: registered with another CA, the apiserver cannot
     verify the webhook (fail open: the pod is stored unpatched, `x509` in its log)."""
     cluster.namespace("wrongca")
-    other = certs.build(dns_names=["x"]).ca_cert
+    other = pki.build(dns_names=["x"]).ca_cert
     config = manifests.webhook_configuration(default_policy(), ca_bundle=other)
     for entry in config["webhooks"]:
         path = entry["clientConfig"].pop("service")["path"]
@@ -716,8 +717,8 @@ def sidecar_webhook(directory: Path) -> Iterator[tuple[int, bytes]]:
     import base64
     import http.server
 
-    bundle = certs.build(dns_names=["sidecar"], ip_addresses=["127.0.0.1"])
-    certs.write_files(directory, bundle)
+    bundle = pki.build(dns_names=["sidecar"], ip_addresses=["127.0.0.1"])
+    store.write_files(directory, bundle)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from tests import podvalidity
-from webhook.engine import images
 from webhook.engine.policy import Policy
+from webhook.k8s import images
 from webhook.review import documents
 
 CORPUS = Path(__file__).parent / "testdata" / "corpus"

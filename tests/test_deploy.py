@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from tests import helpers
-from webhook import manifests
+from webhook.certs import layout
 from webhook.engine import DEFAULT_IMAGE, VERSION, policy
 from webhook.engine.policy import LabelSelector, Policy
+from webhook.install import manifests
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -106,7 +107,7 @@ def test_cert_manager_objects_are_well_formed() -> None:
     issuer, certificate = manifests.cert_manager_objects("ops")
     assert issuer["spec"] == {"selfSigned": {}}
     spec = certificate["spec"]
-    assert spec["secretName"] == manifests.TLS_SECRET
+    assert spec["secretName"] == layout.SECRET
     assert spec["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer"}
     assert "dify-volume-init.ops.svc" in spec["dnsNames"]
     webhook = keyed(default_objects(cert_manager=True, namespace="ops"))[

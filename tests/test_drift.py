@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook import manifests
 from webhook.engine import policy
+from webhook.install import manifests
 from webhook.serving import reload, server
 from webhook.serving.settings import Settings
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import helpers
-from webhook.review import emit
+from webhook.k8s import emit
 
 tricky = st.sampled_from(
     [

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import helpers, servers, worstcase
-from webhook import certs
+from webhook.certs import pki, store
 from webhook.engine import limits, mutation, podshape
 from webhook.engine.policy import Policy
 
@@ -29,8 +29,8 @@ SNI = {"sni_hostname": servers.SERVICE_DNS}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
     directory = tmp_path_factory.mktemp("tls")
-    certs.write_files(
-        directory, certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
+    store.write_files(
+        directory, pki.build(dns_names=pki.service_names(servers.SERVICE, servers.NAMESPACE))
     )
     args = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
     with servers.running(args, ca_file=directory / "ca.crt", workdir=directory) as running:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from tests.helpers import first_rule_policy_text
@@ -219,3 +222,24 @@ def test_yaml_is_read_as_kubernetes_reads_it() -> None:
     assert errors[0].startswith(f"p.yaml:{line}: "), errors
     octal = policy.default_policy_text().replace("user: 1001", "user: 0o1751")
     assert policy.parse_policy(octal, source="p").spec.rules[0].user == 1001
+
+
+def test_one_load_reads_and_validates_the_policy_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the single validation: a policy file loaded is parsed and validated
+    once (it was twice: once for its errors, once more for the model)."""
+
+    calls: list[int] = []
+    real = policy.Policy.model_validate
+
+    def counted(value: Any, **kwargs: Any) -> policy.Policy:
+        calls.append(1)
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(policy.Policy, "model_validate", counted)
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy.default_policy_text() + "# a text no earlier load cached\n")
+    loaded = files.load_policy(path)
+    assert loaded.spec.rules and calls == [1]
+    assert files.load_policy(path) is loaded and calls == [1]  # the same text: cached

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.test_certs import organisation
 from tests.test_cli import run
-from webhook import certs
+from webhook.certs import pki
 
 MARK = "PRIVATE KEY"
 
@@ -162,4 +162,4 @@ def test_only_certificate_blocks_are_kept(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy.pem"
     params = b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
     noisy.write_bytes(b"Bag Attributes: friendlyName x\n" + params + plain.read_bytes())
-    assert certs.read_ca_bundle(noisy) == plain.read_bytes()
+    assert pki.read_ca_bundle(noisy) == plain.read_bytes()

@@ -25,7 +25,7 @@ import jsonpatch
 import pytest
 
 from tests import helpers, servers
-from webhook import certs
+from webhook.certs import pki, store
 
 MARKER = "sk-MARKER-5ecret-7f3a"
 POD = helpers.load_pod(helpers.PODS / "helm-api.yaml")
@@ -196,8 +196,8 @@ CORPUS: list[tuple[str, bytes, int, str]] = [
 @pytest.fixture(scope="module")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tls")
-    certs.write_files(
-        directory, certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
+    store.write_files(
+        directory, pki.build(dns_names=pki.service_names(servers.SERVICE, servers.NAMESPACE))
     )
     return directory
 
@@ -387,13 +387,13 @@ def test_a_slow_client_does_not_hold_up_others(server: servers.Server, tls_dir: 
 def test_client_certificates_when_a_client_ca_is_set(tmp_path: Path, tls_dir: Path) -> None:
     """Guards --client-ca: 403 without a certificate, handshake failure with a foreign
     one, probes free."""
-    authority = certs.new_authority("apiserver client CA")
+    authority = pki.new_authority("apiserver client CA")
     (tmp_path / "client-ca.crt").write_bytes(authority.cert_pem)
-    cert, key = certs.issue(authority, dns_names=["kube-apiserver"], client=True)
+    cert, key = pki.issue(authority, dns_names=["kube-apiserver"], client=True)
     (tmp_path / "client.crt").write_bytes(cert)
     (tmp_path / "client.key").write_bytes(key)
-    stranger = certs.new_authority("someone else")
-    other_cert, other_key = certs.issue(stranger, dns_names=["kube-apiserver"], client=True)
+    stranger = pki.new_authority("someone else")
+    other_cert, other_key = pki.issue(stranger, dns_names=["kube-apiserver"], client=True)
     (tmp_path / "other.crt").write_bytes(other_cert)
     (tmp_path / "other.key").write_bytes(other_key)
     args = [*servers.tls_args(tls_dir), "--client-ca", str(tmp_path / "client-ca.crt")]

@@ -27,7 +27,8 @@ import pytest
 from cryptography import x509
 
 from tests import helpers, servers
-from webhook import certs, files
+from webhook import files
+from webhook.certs import pki
 from webhook.engine import policy
 from webhook.serving import reload
 from webhook.serving.settings import Settings
@@ -97,13 +98,13 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 15) -> None:
 
 def test_certificate_rotation_under_load_fails_no_request(tmp_path: Path) -> None:
     """Guards certificate hot reload under load: no failed request, every serial seen."""
-    authority = certs.new_authority("test CA")
-    names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
+    authority = pki.new_authority("test CA")
+    names = pki.service_names(servers.SERVICE, servers.NAMESPACE)
     (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
     tls_dir = tmp_path / "tls"
 
     def rotate() -> int:
-        cert, key = certs.issue(authority, dns_names=names)
+        cert, key = pki.issue(authority, dns_names=names)
         project(tls_dir, {"tls.crt": cert, "tls.key": key})
         return int(x509.load_pem_x509_certificate(cert).serial_number)
 
@@ -322,10 +323,10 @@ def test_a_certificate_near_its_end_is_warned_about(
     """Guards the expiry warning: with under 30 days left, one warning when the certificate
     is loaded, naming its end, then once a day rather than on every poll; none for a
     certificate with more left; the gauge holds its notAfter either way."""
-    authority = certs.new_authority("test CA")
+    authority = pki.new_authority("test CA")
 
     def install(days: int) -> None:
-        cert, key = certs.issue(authority, dns_names=["svc"], days=days)
+        cert, key = pki.issue(authority, dns_names=["svc"], days=days)
         (tmp_path / "tls.crt").write_bytes(cert)
         (tmp_path / "tls.key").write_bytes(key)
 
@@ -338,7 +339,7 @@ def test_a_certificate_near_its_end_is_warned_about(
     with caplog.at_level(logging.INFO, logger="webhook"):
         store = reload.CertificateStore(settings, runtime)
         (warning,) = warnings()
-        expires = certs.expiry((tmp_path / "tls.crt").read_bytes())
+        expires = pki.expiry((tmp_path / "tls.crt").read_bytes())
         assert f"expires on {expires:%Y-%m-%d %H:%M} UTC, in 9 days" in warning
         assert "dify-volume-init certs --renew" in warning
         now = dt.datetime.now(dt.UTC)
@@ -352,15 +353,15 @@ def test_a_certificate_near_its_end_is_warned_about(
         assert not store.warn_if_expiring(now + dt.timedelta(days=59))
         assert store.warn_if_expiring(now + dt.timedelta(days=61))
     gauge = runtime.metrics.certificate_expiry.collect()[0].samples[0].value
-    assert gauge == certs.expiry((tmp_path / "tls.crt").read_bytes()).timestamp()
+    assert gauge == pki.expiry((tmp_path / "tls.crt").read_bytes()).timestamp()
 
 
 def test_a_server_started_on_a_certificate_near_its_end_says_so(tmp_path: Path) -> None:
     """Guards the warning where an operator sees it: the server's log at start-up."""
-    authority = certs.new_authority("test CA")
+    authority = pki.new_authority("test CA")
     (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
-    names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
-    cert, key = certs.issue(authority, dns_names=names, days=20)
+    names = pki.service_names(servers.SERVICE, servers.NAMESPACE)
+    cert, key = pki.issue(authority, dns_names=names, days=20)
     (tmp_path / "tls.crt").write_bytes(cert)
     (tmp_path / "tls.key").write_bytes(key)
     args = servers.tls_args(tmp_path)

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests import helpers, podvalidity
-from webhook.engine import envexpand, hostpaths, images, mutation, policy
+from webhook.engine import envexpand, hostpaths, mutation, policy
 from webhook.engine.policy import Policy
+from webhook.k8s import images
 
 
 def api_pod() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import jsonpatch
 import pytest
 
 from tests import helpers, servers
-from webhook import certs
+from webhook.certs import pki, store
 
 SERVICE_DNS = servers.SERVICE_DNS
 
@@ -25,8 +25,8 @@ SERVICE_DNS = servers.SERVICE_DNS
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     directory = tmp_path_factory.mktemp("tls")
-    bundle = certs.build(dns_names=certs.service_names(servers.SERVICE, servers.NAMESPACE))
-    certs.write_files(directory, bundle)
+    bundle = pki.build(dns_names=pki.service_names(servers.SERVICE, servers.NAMESPACE))
+    store.write_files(directory, bundle)
     args = ["--tls-cert", str(directory / "tls.crt"), "--tls-key", str(directory / "tls.key")]
     with servers.running(args, ca_file=directory / "ca.crt", workdir=directory) as running:
         yield running.port, directory

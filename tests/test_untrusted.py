@@ -30,9 +30,11 @@ from fastapi.testclient import TestClient
 
 from tests import helpers, servers
 from tests.test_reload import POD, project, serial_of, wait_for
-from webhook import certs, files
+from webhook import files
+from webhook.certs import pki, store
 from webhook.engine import limits, policy, yamlfile
-from webhook.engine.errors import InputError
+from webhook.files import InputError
+from webhook.k8s import names
 from webhook.review import documents
 from webhook.serving import reload
 from webhook.serving.settings import Settings
@@ -81,7 +83,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def serve(policy_file: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
     if not (workdir / "certs").exists():
-        certs.write_files(workdir / "certs", certs.build(dns_names=["localhost"]))
+        store.write_files(workdir / "certs", pki.build(dns_names=["localhost"]))
     port = str(servers.free_port())
     return cli("serve", "--port", port, "--policy", str(policy_file), cwd=workdir)
 
@@ -197,7 +199,7 @@ def test_a_file_over_its_size_cap_is_refused_before_it_is_read(tmp_path: Path) -
     """Guards the size caps: a policy over 1 MiB (a ConfigMap's limit) is refused from
     its size, and standard input is cut at the cap. Before: any size was read whole."""
     big = tmp_path / "policy.yaml"
-    big.write_text(DEFAULT + "#" * limits.MAX_POLICY_BYTES)
+    big.write_text(DEFAULT + "#" * files.MAX_POLICY_BYTES)
     one_line(cli("policy", "check", str(big)), "larger than 1 MiB, the most a policy file may be")
     import io
 
@@ -253,13 +255,13 @@ def test_after_hostile_and_missing_files_a_good_policy_and_a_rotated_certificate
     stays 200 on the last good policy, and then a valid policy and a rotated
     certificate are both picked up. Before: the self-alias's RecursionError ended
     the watch task, so neither the policy nor the certificate was ever reloaded."""
-    authority = certs.new_authority("test CA")
+    authority = pki.new_authority("test CA")
     (tmp_path / "ca.crt").write_bytes(authority.cert_pem)
-    names = certs.service_names(servers.SERVICE, servers.NAMESPACE)
+    names = pki.service_names(servers.SERVICE, servers.NAMESPACE)
     tls_dir, config = tmp_path / "tls", tmp_path / "config"
 
     def rotate() -> int:
-        cert, key = certs.issue(authority, dns_names=names)
+        cert, key = pki.issue(authority, dns_names=names)
         project(tls_dir, {"tls.crt": cert, "tls.key": key})
         return int(x509.load_pem_x509_certificate(cert).serial_number)
 
@@ -406,9 +408,9 @@ def test_the_policy_accepts_what_kubernetes_accepts() -> None:
     assert policy.policy_errors(text, source="p.yaml") == []
     rule = policy.parse_policy(text, source="p.yaml").spec.rules[0]
     assert rule.mount_paths == ("/app/api/storage", "/data/x")
-    assert policy.quantity_value("16Mi") == 16 * 1024 * 1024
-    assert policy.quantity_value("10m") == policy.quantity_value("0.01")
-    assert policy.quantity_value("1e3") == policy.quantity_value("1k")
+    assert names.quantity_value("16Mi") == 16 * 1024 * 1024
+    assert names.quantity_value("10m") == names.quantity_value("0.01")
+    assert names.quantity_value("1e3") == names.quantity_value("1k")
 
 
 def test_an_expired_or_future_certificate_is_not_swapped_in(
@@ -418,10 +420,10 @@ def test_an_expired_or_future_certificate_is_not_swapped_in(
     one line and the valid one keeps serving; at start-up one is served with a warning
     naming its dates. Before: both were swapped in, and every handshake failed."""
     now = dt.datetime.now(dt.UTC)
-    authority = certs.new_authority("test CA", now=now - dt.timedelta(days=30))
+    authority = pki.new_authority("test CA", now=now - dt.timedelta(days=30))
 
     def install(start: dt.datetime, days: int) -> bytes:
-        cert, key = certs.issue(authority, dns_names=["svc"], days=days, now=start)
+        cert, key = pki.issue(authority, dns_names=["svc"], days=days, now=start)
         (tmp_path / "tls.crt").write_bytes(cert)
         (tmp_path / "tls.key").write_bytes(key)
         return cert
@@ -451,7 +453,7 @@ def test_an_expired_or_future_certificate_is_not_swapped_in(
         assert f"the new certificate {problem} (valid from" in refusal.fields["reason"]  # type: ignore[attr-defined]
         assert store.current is in_force
     gauge = runtime.metrics.certificate_expiry.collect()[0].samples[0].value
-    assert gauge == certs.expiry(good).timestamp()
+    assert gauge == pki.expiry(good).timestamp()
 
 
 HELM_API = (helpers.PODS / "helm-api.yaml").read_text()
@@ -658,7 +660,7 @@ def test_yaml_output_always_parses_again(tmp_path: Path) -> None:
     and a passed-through document keeps its `%TAG` directive (after an explicit `...`).
     Before: `-o yaml` wrote a 2,000-character key as an implicit key, which no YAML
     reader accepts, and dropped `%TAG`, so `!k!str` no longer parsed."""
-    from webhook.review import emit
+    from webhook.k8s import emit
 
     value = {"k" * 2000: "v", "a": [{"b" * 1100: {"c": 1}, "d": 2}], "e" * 1000: 1}
     assert yaml.safe_load(emit.emit(value)) == value

@@ -1,14 +1,22 @@
 """dify-volume-init: a mutating admission webhook that makes Dify's storage volumes
 writable by Dify's non-root api, worker and beat containers.
 
-Layers, bottom up; tests/test_layers.py holds them:
+Rooms, bottom up; tests/test_layers.py holds them:
 
+- `webhook.k8s`: Kubernetes names, image references and the YAML writer, shared
+  by every room above (standard library only).
 - `webhook.engine`: the decision. Pure: a pod and a policy in, a decision and a
   JSON Patch out; no I/O, no framework.
-- `webhook.review`: the dry run, the engine over manifest files.
+- `webhook.files`: the one reader of files users give (policies, manifests, PEM).
+- `webhook.certs`: certificates on disk: `pki` (build, issue, read), `store`
+  (one set, locked, made whole), `rotation` (renew, rotate the CA), `layout`
+  (each file and Secret name once).
+- `webhook.review`: the dry run and the audit, the engine over manifest files.
 - `webhook.serving`: the HTTPS admission server around the engine.
-- `webhook.cli`, `webhook.certs`, `webhook.certdir`, `webhook.manifests`,
-  `webhook.files`: the command line and what its commands read and write.
+- `webhook.install`: the install objects (`manifests`; the Deployment is data).
+- `webhook.cli`: the command line over all of them; `webhook.fixer` and
+  `webhook.launch`: `fix-ownership`, the injected container's program
+  (standard library only).
 
 Public: the names re-exported here, the engine's contract for whoever embeds
 the decision; everything else may change between releases.

@@ -20,6 +20,7 @@ from webhook import __version__, files
 from webhook.engine import DEFAULT_IMAGE, PRODUCT, limits, policy
 from webhook.engine.admission import DEFAULT_NAMESPACE
 from webhook.engine.errors import InvalidObject, UsageError
+from webhook.k8s import names as k8s_names
 
 if TYPE_CHECKING:
     from webhook.review.selection import Selection
@@ -392,12 +393,12 @@ def _last_resort(exc: BaseException) -> str:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from webhook import manifests  # noqa: PLC0415
+    from webhook.install import manifests  # noqa: PLC0415
     from webhook.review import audit  # noqa: PLC0415 - keeps `serve` lean
     from webhook.review.selection import Selection  # noqa: PLC0415
 
     loaded = files.load_policy(args.policy)
-    webhook_namespace = _checked("--webhook-namespace", policy.dns_label, args.webhook_namespace)
+    webhook_namespace = _checked("--webhook-namespace", k8s_names.dns_label, args.webhook_namespace)
     what = ", ".join(files.STDIN if f == "-" else f for f in args.files)
     selection = None
     if args.namespaces is not None:
@@ -457,7 +458,7 @@ def _review_selection(
     (`--pod-security restricted` adds the enforce label when the labels lack one)."""
     if labels is None:
         return None
-    from webhook import manifests  # noqa: PLC0415
+    from webhook.install import manifests  # noqa: PLC0415
     from webhook.review.selection import ENFORCE_LABEL, Selection  # noqa: PLC0415
 
     if restricted:
@@ -526,7 +527,9 @@ def _review(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     loaded = files.load_policy(args.policy)
     if args.image is not None:
-        loaded = loaded.with_program_image(_checked("--image", policy.image_reference, args.image))
+        loaded = loaded.with_program_image(
+            _checked("--image", k8s_names.image_reference, args.image)
+        )
     restricted = args.pod_security == "restricted"
     options = documents.Options(
         policy=loaded,
@@ -589,7 +592,7 @@ def _review(args: argparse.Namespace) -> int:
 def _certs(args: argparse.Namespace) -> int:
     import base64  # noqa: PLC0415
 
-    from webhook import certdir, certs  # noqa: PLC0415
+    from webhook.certs import pki, rotation, store  # noqa: PLC0415
 
     directory = Path(args.out_dir)
     if not 0 <= args.lock_timeout <= 3600:  # NB: also refuses nan, which would wait forever
@@ -603,43 +606,45 @@ def _certs(args: argparse.Namespace) -> int:
                 f"--print-ca-bundle only prints the caBundle in force and writes nothing;"
                 f" run the step ({flag}) first, then --print-ca-bundle alone"
             )
-        with certdir.locked(directory, timeout=args.lock_timeout, recover=False):
-            bundle = certs.read_ca_bundle(certdir.bundle_in_force(directory))
+        with store.locked(directory, timeout=args.lock_timeout, recover=False):
+            bundle = pki.read_ca_bundle(rotation.bundle_in_force(directory))
         print(base64.b64encode(bundle).decode("ascii"))
         return EXIT_OK
     if (args.ca_cert is None) != (args.ca_key is None):
         raise UsageError("--ca-cert and --ca-key go together")
-    if not 1 <= args.days <= certs.LEAF_MAX_DAYS:
-        raise UsageError(f"--days must be between 1 and {certs.LEAF_MAX_DAYS}")
+    if not 1 <= args.days <= pki.LEAF_MAX_DAYS:
+        raise UsageError(f"--days must be between 1 and {pki.LEAF_MAX_DAYS}")
     given = given_pem = None
     if args.ca_cert is not None:
-        given = certs.load_authority(Path(args.ca_cert), Path(args.ca_key))
-        given_pem = certs.read_ca_bundle(Path(args.ca_cert))
+        given = pki.load_authority(Path(args.ca_cert), Path(args.ca_key))
+        given_pem = pki.read_ca_bundle(Path(args.ca_cert))
     service = (
-        None if args.service is None else _checked("--service", policy.service_name, args.service)
+        None
+        if args.service is None
+        else _checked("--service", k8s_names.service_name, args.service)
     )
     namespace = (
         None
         if args.namespace is None
-        else _checked("--namespace", policy.dns_label, args.namespace)
+        else _checked("--namespace", k8s_names.dns_label, args.namespace)
     )
-    with certdir.locked(directory, timeout=args.lock_timeout) as recovered:
+    with store.locked(directory, timeout=args.lock_timeout) as recovered:
         for line in recovered:
             print(line, file=sys.stderr)
         names = None
         if service is not None or namespace is not None:
             # NB: the one not given is kept from the serving certificate in place.
-            kept_service, kept_namespace = certdir.service_in_place(directory)
-            names = certs.service_names(service or kept_service, namespace or kept_namespace)
-        request = certdir.Request(
+            kept_service, kept_namespace = rotation.service_in_place(directory)
+            names = pki.service_names(service or kept_service, namespace or kept_namespace)
+        request = rotation.Request(
             directory, names, days=args.days, given=given, given_pem=given_pem or b""
         )
         if args.rotate_ca is not None:
-            outcome = certdir.rotate(request, args.rotate_ca)
+            outcome = rotation.rotate(request, args.rotate_ca)
         elif args.force:
-            outcome = certdir.start_over(request)
+            outcome = rotation.start_over(request)
         else:
-            outcome = certdir.issue(request, renew_only=args.renew)
+            outcome = rotation.issue(request, renew_only=args.renew)
     for path in outcome.written:
         print(f"wrote {path}", file=sys.stderr)
     for path in outcome.removed:
@@ -664,10 +669,10 @@ def _checked(
 
 
 def _manifests(args: argparse.Namespace) -> int:
-    from webhook import manifests  # noqa: PLC0415
+    from webhook.install import manifests  # noqa: PLC0415
 
-    namespace = _checked("--namespace", policy.dns_label, args.namespace)
-    image = _checked("--image", policy.image_reference, args.image, DEFAULT_IMAGE)
+    namespace = _checked("--namespace", k8s_names.dns_label, args.namespace)
+    image = _checked("--image", k8s_names.image_reference, args.image, DEFAULT_IMAGE)
 
     if args.policy:
         text = files.read_policy_text(Path(args.policy))
@@ -679,9 +684,9 @@ def _manifests(args: argparse.Namespace) -> int:
     if not args.ca_bundle and not args.cert_manager:
         print(f"note: {NO_CA_BUNDLE}", file=sys.stderr)
     if args.ca_bundle:
-        from webhook import certs  # noqa: PLC0415
+        from webhook.certs import pki  # noqa: PLC0415
 
-        ca_bundle = certs.read_ca_bundle(Path(args.ca_bundle))
+        ca_bundle = pki.read_ca_bundle(Path(args.ca_bundle))
     sys.stdout.write(
         manifests.to_yaml(
             manifests.objects(

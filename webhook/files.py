@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from webhook.engine import limits, policy
-from webhook.engine.errors import InputError
+from webhook.engine import policy
+from webhook.engine.errors import UsageError
 
 _KINDS = (
     (stat.S_ISFIFO, "a named pipe"),
@@ -28,6 +28,23 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
 )
 _CHUNK = 1024 * 1024
+# A policy is a ConfigMap key, and a ConfigMap holds at most 1 MiB.
+MAX_POLICY_BYTES = 1024 * 1024
+# A manifest file or `kubectl get pods -A -o json` for `review` and `audit`:
+# about 5,000 pods of 20 KiB each.
+MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+
+
+class InputError(UsageError):
+    """A file or stream that cannot be read as given: `source[:line]: reason`."""
+
+    def __init__(self, source: str, reason: str, line: int = 0) -> None:
+        super().__init__(f"{source}:{line}: {reason}" if line else f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+        self.line = line
+
+
 STDIN = "<stdin>"
 """How standard input is named in messages."""
 
@@ -111,7 +128,7 @@ def load_policy(path: str | Path | None) -> policy.Policy:
 def read_policy_text(path: str | Path) -> str:
     """The text of a policy file (`-`: standard input); unreadable input raises a
     one-line `InputError`."""
-    limit, what = limits.MAX_POLICY_BYTES, "policy file"
+    limit, what = MAX_POLICY_BYTES, "policy file"
     if str(path) == "-":
         return decode_text(read_stream(sys.stdin.buffer, name=STDIN, limit=limit, what=what), STDIN)
     return decode_text(read_regular(path, limit=limit, what=what), str(path))

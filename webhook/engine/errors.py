@@ -1,10 +1,12 @@
-"""The project's exceptions, one class per kind of failure.
+"""The engine's exceptions, and the two base classes every room's errors derive from.
 
 Two channels, kept apart on purpose: a malformed *request* is the webhook's
 problem to report (HTTP 400, `BadRequest`); a *pod* that the policy refuses is
 not an error at all but a decision (HTTP 200, `allowed: false`) and never
 raises. Everything a user can get wrong in a file or a flag is a `UsageError`
-subclass whose `str()` is the one line the command line prints.
+subclass whose `str()` is the one line the command line prints: the rooms
+that read files and certificates add their own (`files.InputError`,
+`certs.pki.CertificateError`).
 """
 
 
@@ -16,22 +18,8 @@ class UsageError(VolumeInitError):
     """Bad input from a user: a file, a flag or an environment variable (exit code 2)."""
 
 
-class InputError(UsageError):
-    """A file or stream that cannot be read as given: `source[:line]: reason`."""
-
-    def __init__(self, source: str, reason: str, line: int = 0) -> None:
-        super().__init__(f"{source}:{line}: {reason}" if line else f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
-        self.line = line
-
-
 class PolicyError(UsageError):
     """A policy file that cannot be read, parsed or validated."""
-
-
-class CertificateError(UsageError):
-    """A serving certificate or key that is missing, unreadable or unusable."""
 
 
 class BadRequest(VolumeInitError):

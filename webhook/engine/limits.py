@@ -62,13 +62,8 @@ MAX_NESTING = 100
 # aliasing by a ratio of the same kind: go-yaml's allowedAliasRatio.)
 MAX_ALIAS_VALUES = 10_000
 
-# A policy is a ConfigMap key, and a ConfigMap holds at most 1 MiB.
-MAX_POLICY_BYTES = 1024 * 1024
-# A PEM certificate, key or CA bundle: a few KiB; 1 MiB holds hundreds of CAs.
-MAX_PEM_BYTES = 1024 * 1024
-# A manifest file or `kubectl get pods -A -o json` for `review` and `audit`:
-# about 5,000 pods of 20 KiB each.
-MAX_MANIFEST_BYTES = 128 * 1024 * 1024
+# The sizes of the files themselves are the readers': `files.MAX_POLICY_BYTES`,
+# `files.MAX_MANIFEST_BYTES`, `certs.pki.MAX_PEM_BYTES`.
 
 
 def exceeded(spec: dict[str, Any]) -> str | None:

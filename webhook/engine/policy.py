@@ -12,9 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Iterable
-from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -22,63 +20,16 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-from webhook.engine import hostpaths, images, yamlfile
+from webhook.engine import hostpaths, yamlfile
 from webhook.engine.errors import PolicyError
+from webhook.k8s import images, names
 
 MAX_ID = 2_147_483_647
-
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-_SUFFIXES = {
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{
-        s: Decimal(10) ** e
-        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
-    },
-    "": Decimal(1),
-}
-# The container resources Kubernetes knows by a bare name; any other must be an
-# extended resource, `domain/name` outside kubernetes.io (validateResourceName).
-_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
-
-
-def shown(value: object, limit: int = 64) -> str:
-    """`value` quoted for a message, cut to `limit` characters: a 100 KB label value
-    is named, not echoed."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def _label_key(key: str) -> str:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
-        raise ValueError(f"label key {shown(key)}: prefix must be a DNS subdomain")
-    if not _LABEL_NAME.match(name):
-        raise ValueError(
-            f"label key {shown(key)}: name must be 1-63 alphanumerics, '-', '_' or '.',"
-            " starting and ending with an alphanumeric"
-        )
-    return key
-
-
-def _label_value(value: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
-        raise ValueError(
-            f"label value {shown(value)} must be at most 63 alphanumerics, '-', '_' or '.',"
-            " starting and ending with an alphanumeric"
-        )
-    return value
 
 
 def _absolute_path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"{shown(value)} must be an absolute path (starting with '/')")
+        raise ValueError(f"{names.shown(value)} must be an absolute path (starting with '/')")
     if "\x00" in value:
         raise ValueError("a path cannot contain a NUL character")
     return hostpaths.normalize(value)
@@ -90,7 +41,11 @@ def _mount_path(value: str) -> str:
     normalized = _absolute_path(value)
     refused = hostpaths.refusal(normalized)
     if refused is not None:
-        named = f"{shown(value)} is {normalized}, which" if normalized != value else shown(value)
+        named = (
+            f"{names.shown(value)} is {normalized}, which"
+            if normalized != value
+            else names.shown(value)
+        )
         refused = "the root directory" if normalized == "/" else refused
         raise ValueError(f"{named} is {refused}: storage is never mounted there")
     return normalized
@@ -105,99 +60,10 @@ def _non_root(value: int) -> int:
     return value
 
 
-def dns_label(value: str) -> str:
-    """A DNS-1123 label (a namespace, a container name), or `ValueError` saying why not."""
-    if not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{shown(value)} must be a DNS-1123 label (at most 63 lower-case alphanumerics or '-')"
-        )
-    return value
-
-
-def dns_subdomain(value: str) -> str:
-    """A DNS-1123 subdomain (most object names: pods, workloads), or `ValueError`."""
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(f"{shown(value)} must be a DNS-1123 subdomain (at most 253 characters)")
-    return value
-
-
-def service_name(value: str) -> str:
-    """A DNS-1035 label (a Service's name), or `ValueError` saying why not."""
-    if not _DNS1035_LABEL.match(value):
-        raise ValueError(
-            f"{shown(value)} must be a DNS-1035 label (at most 63 lower-case alphanumerics"
-            " or '-', starting with a letter)"
-        )
-    return value
-
-
-def image_reference(value: str) -> str:
-    """An image reference by distribution/reference's grammar, pinned by tag or digest."""
-    named = shown(value, 80)
-    name, at, digest = value.partition("@")
-    reference = images.parse(name)
-    if at and not images.DIGEST.match(digest):
-        raise ValueError(f"image {named}: the digest after '@' is malformed")
-    if (
-        not images.REPOSITORY.match(reference.repository)
-        or len(reference.repository) > images.NAME_MAX
-        or (reference.tag is not None and not images.TAG.match(reference.tag))
-    ):
-        raise ValueError(
-            f"image {named} is not an image reference (registry/repository:tag or @digest;"
-            " lower-case, no spaces or shell characters)"
-        )
-    if not at and reference.tag is None:
-        raise ValueError(f"image {named} has no tag: pin it, e.g. busybox:1.36.1")
-    if not at and reference.tag == "latest":
-        raise ValueError(f"image {named} uses ':latest': pin a version, e.g. busybox:1.36.1")
-    return value
-
-
-def _quantity(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a resource quantity must be a number or a string such as 10m or 16Mi")
-    if isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str) or len(value) > 64 or not _QUANTITY.match(value):
-        raise ValueError(f"{shown(value)} is not a Kubernetes quantity (e.g. 10m, 16Mi, 1)")
-    if quantity_value(value) < 0:
-        raise ValueError(f"{shown(value)} is negative: a resource quantity must not be")
-    return value
-
-
-def quantity_value(text: str) -> Decimal:
-    """The number a valid quantity stands for (`16Mi` -> 16777216, `10m` -> 0.01)."""
-    match = _QUANTITY.match(text)
-    assert match is not None, text  # validated before
-    number, suffix = match.groups()
-    if suffix and suffix[0] in "eE":
-        return Decimal(number) * Decimal(10) ** int(suffix[1:])
-    return Decimal(number) * _SUFFIXES[suffix or ""]
-
-
-def _resource_name(name: str) -> str:
-    if name in _STANDARD_RESOURCES or name.startswith("hugepages-"):
-        return name
-    prefix, slash, rest = name.partition("/")
-    if (
-        slash
-        and rest
-        and _DNS1123_SUBDOMAIN.match(prefix)
-        and _LABEL_NAME.match(rest)
-        and not (prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io"))
-    ):
-        return name
-    raise ValueError(
-        f"{shown(name)} is not a container resource: cpu, memory, ephemeral-storage,"
-        " hugepages-<size> or an extended resource such as example.com/device"
-    )
-
-
 def _repository(value: str) -> str:
     if not images.REPOSITORY.match(value):
         raise ValueError(
-            f"{shown(value)} is not an image repository (no tag, no digest),"
+            f"{names.shown(value)} is not an image repository (no tag, no digest),"
             " e.g. langgenius/dify-api"
         )
     return value
@@ -207,7 +73,7 @@ def _version(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("quote the version, e.g. '1.10.1' (YAML reads 1.10 as the number 1.1)")
     if images.parse_version(value) is None:
-        raise ValueError(f"{shown(value)} is not a version such as 1.10.1")
+        raise ValueError(f"{names.shown(value)} is not a version such as 1.10.1")
     return value
 
 
@@ -284,14 +150,14 @@ def _schema(name: str) -> WithJsonSchema:
     return WithJsonSchema(_STRING_SCHEMAS[name])
 
 
-LabelKey = Annotated[str, AfterValidator(_label_key), _schema("label key")]
-LabelValue = Annotated[str, AfterValidator(_label_value), _schema("label value")]
+LabelKey = Annotated[str, AfterValidator(names.label_key), _schema("label key")]
+LabelValue = Annotated[str, AfterValidator(names.label_value), _schema("label value")]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path), _schema("absolute path")]
 MountPath = Annotated[str, AfterValidator(_mount_path), _schema("mount path")]
-Quantity = Annotated[str, BeforeValidator(_quantity), _schema("quantity")]
-ResourceName = Annotated[str, AfterValidator(_resource_name), _schema("resource name")]
-DnsLabel = Annotated[str, AfterValidator(dns_label), _schema("dns label")]
-DnsSubdomain = Annotated[str, AfterValidator(dns_subdomain), _schema("dns subdomain")]
+Quantity = Annotated[str, BeforeValidator(names.quantity), _schema("quantity")]
+ResourceName = Annotated[str, AfterValidator(names.resource_name), _schema("resource name")]
+DnsLabel = Annotated[str, AfterValidator(names.dns_label), _schema("dns label")]
+DnsSubdomain = Annotated[str, AfterValidator(names.dns_subdomain), _schema("dns subdomain")]
 Id = Annotated[
     int,
     Field(ge=0, le=MAX_ID, strict=True),
@@ -411,7 +277,7 @@ class ResourceRequirements(_Model):
     def _requests_within_limits(self) -> ResourceRequirements:
         for name, request in self.requests.items():
             limit = self.limits.get(name)
-            if limit is not None and quantity_value(request) > quantity_value(limit):
+            if limit is not None and names.quantity_value(request) > names.quantity_value(limit):
                 raise ValueError(
                     f"requests.{name} {request} is more than limits.{name} {limit}:"
                     " Kubernetes refuses such a pod"
@@ -434,9 +300,13 @@ class InitContainer(_Model):
     mode: Literal["program", "script"] = "program"
     """program: `dify-volume-init fix-ownership` from the webhook's own image (a patch
     of about 1 KB); script: the busybox shell script, where only busybox can be pulled."""
-    image: Annotated[str, AfterValidator(image_reference), _schema("image")] = "busybox:1.36.1"
+    image: Annotated[str, AfterValidator(names.image_reference), _schema("image")] = (
+        "busybox:1.36.1"
+    )
     """The image of script mode."""
-    program_image: Annotated[str, AfterValidator(image_reference), _schema("image")] | None = None
+    program_image: (
+        Annotated[str, AfterValidator(names.image_reference), _schema("image")] | None
+    ) = None
     """The image of program mode; unset: the image the webhook itself runs."""
     image_pull_secrets: tuple[DnsSubdomain, ...] = ()
     """Secrets a patched pod gets in `imagePullSecrets` (added where absent), for an
@@ -550,7 +420,7 @@ class PolicySpec(_Model):
         seen: set[str] = set()
         for rule in rules:
             if rule.name in seen:
-                raise ValueError(f"duplicate rule name {shown(rule.name)}")
+                raise ValueError(f"duplicate rule name {names.shown(rule.name)}")
             seen.add(rule.name)
         return rules
 
@@ -583,40 +453,42 @@ class Policy(_Model):
 
 def parse_policy(text: str, *, source: str) -> Policy:
     """Validate the YAML `text` of a policy; errors are `PolicyError("source:line: ...")`."""
-    errors = policy_errors(text, source=source)
-    if errors:
-        raise PolicyError(_summary(errors, source))
-    return _parse_unchecked(text)
+    loaded, errors = _validated(text, source)
+    if loaded is None:
+        raise PolicyError(_summary(list(errors), source))
+    return loaded
 
 
 def policy_errors(text: str, *, source: str) -> list[str]:
     """Every problem of a policy text, one `source:line: field: reason` line each."""
+    return list(_validated(text, source)[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _validated(text: str, source: str) -> tuple[Policy | None, tuple[str, ...]]:
+    """The policy, or None and its problems: the text is read and validated once (a
+    reload of the same text, or the same text from another source, is not repeated:
+    the policy is frozen)."""
     try:
         doc = yamlfile.load_one(text)
     except yamlfile.YAMLFileError as exc:
-        return [f"{source}:{exc.line}: invalid YAML: {exc.message}"]
+        return None, (f"{source}:{exc.line}: invalid YAML: {exc.message}",)
     if not isinstance(doc.value, dict):
-        return [f"{source}:{doc.start_line}: a policy must be a YAML mapping"]
+        return None, (f"{source}:{doc.start_line}: a policy must be a YAML mapping",)
     try:
-        Policy.model_validate(doc.value)
+        return Policy.model_validate(doc.value), ()
     except pydantic.ValidationError as exc:
         errors = exc.errors()
         # NB: a sequence whose items failed also reports itself "too short";
         # that echo only hides the real error, so drop it.
         failing = [tuple(e["loc"]) for e in errors]
         errors = [e for e in errors if not (e["type"] == "too_short" and _has_child(e, failing))]
-        return [_format_error(err, doc, source) for err in errors]
-    return []
+        return None, tuple(_format_error(err, doc, source) for err in errors)
 
 
 def _has_child(error: Any, failing: list[tuple[Any, ...]]) -> bool:
     loc = tuple(error["loc"])
     return any(len(f) > len(loc) and f[: len(loc)] == loc for f in failing)
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_unchecked(text: str) -> Policy:
-    return Policy.model_validate(yamlfile.load_one(text).value)
 
 
 def _format_error(err: Any, doc: yamlfile.DocumentWithLines, source: str) -> str:

@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.engine import admission, mutation, podshape, policy
+from webhook.engine import admission, mutation, podshape
 from webhook.engine.errors import InvalidObject
 from webhook.engine.policy import Policy
+from webhook.k8s import names
 from webhook.review.selection import Selection
 
 # Pods that have finished run nothing more: a completed Job's pod needs no fix.
@@ -312,7 +313,7 @@ def _unsafe(namespace: str, name: str, kind: str, owner: str) -> str | None:
             " does"
         )
     for what, value in (("namespace", namespace), ("pod name", name), ("owner name", owner)):
-        check = policy.dns_label if what == "namespace" else policy.dns_subdomain
+        check = names.dns_label if what == "namespace" else names.dns_subdomain
         try:
             check(value)
         except ValueError:

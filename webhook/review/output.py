@@ -11,7 +11,7 @@ import difflib
 import json
 from typing import Any
 
-from webhook.review import emit
+from webhook.k8s import emit
 from webhook.review.documents import ReviewedObject
 
 _RESET = "\033[0m"

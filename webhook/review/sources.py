@@ -19,7 +19,8 @@ from typing import Any
 
 from webhook import files
 from webhook.engine import limits, yamlfile
-from webhook.engine.errors import InputError, UsageError
+from webhook.engine.errors import UsageError
+from webhook.files import InputError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -106,7 +107,7 @@ def _manifests_in(directory: Path, *, recursive: bool) -> tuple[list[str], int]:
 def read(source: str) -> Iterator[Document | InputProblem]:
     """The documents of one file (or `-`), then an `InputProblem` if it goes bad."""
     name = files.STDIN if source == "-" else source
-    limit, what = limits.MAX_MANIFEST_BYTES, "manifest input"
+    limit, what = files.MAX_MANIFEST_BYTES, "manifest input"
     try:
         if source == "-":
             raw = files.read_stream(sys.stdin.buffer, name=name, limit=limit, what=what)

@@ -26,9 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook import certs, files
-from webhook.engine import limits, policy
-from webhook.engine.errors import CertificateError, InputError, UsageError
+from webhook import files
+from webhook.certs import pki
+from webhook.certs.pki import CertificateError
+from webhook.engine import policy
+from webhook.engine.errors import UsageError
+from webhook.files import InputError
 from webhook.serving import logs, tls
 from webhook.serving.settings import Settings
 from webhook.serving.state import ServingState
@@ -62,7 +65,7 @@ class Watched:
     on_result: Callable[[str], None] = lambda result: None
     tick: Callable[[], object] = lambda: None
     """Called on every poll, changed or not (the certificate's expiry check)."""
-    limit: int = limits.MAX_POLICY_BYTES
+    limit: int = files.MAX_POLICY_BYTES
     seen: str | None = field(default=None)
 
     def prime(self) -> None:
@@ -130,11 +133,11 @@ class CertificateStore:
         self.runtime = runtime
         self.expires = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._warned_at: dt.datetime | None = None
-        pem = certs.read_certificate(settings.tls_cert)
+        pem = pki.read_certificate(settings.tls_cert)
         self.listening = self._build()
         self.listening.sni_callback = self._select
         self.current = self.listening
-        problem = certs.validity_problem(pem)
+        problem = pki.validity_problem(pem)
         if problem is not None:
             # NB: at start there is no other certificate to serve; say so and serve it.
             _log.warning(
@@ -155,15 +158,15 @@ class CertificateStore:
     def reload(self) -> None:
         """Build a context from the files now on disk; raises `UsageError` if they are bad,
         or if the new certificate is expired or not valid yet (the one in force stays)."""
-        pem = certs.read_certificate(self._settings.tls_cert)
-        problem = certs.validity_problem(pem)
+        pem = pki.read_certificate(self._settings.tls_cert)
+        problem = pki.validity_problem(pem)
         if problem is not None:
             raise CertificateError(f"{self._settings.tls_cert}: the new certificate {problem}")
         self.current = self._build()
         self._record_expiry(pem)
 
     def _record_expiry(self, pem: bytes, *, warn: bool = True) -> None:
-        self.expires = certs.expiry(pem)
+        self.expires = pki.expiry(pem)
         self.runtime.metrics.certificate_expiry.set(self.expires.timestamp())
         if warn:
             self._warned_at = None
@@ -209,7 +212,7 @@ def watchers(
                 store.reload,
                 lambda result: metrics.certificate_reloads.labels(result).inc(),
                 tick=store.warn_if_expiring,
-                limit=limits.MAX_PEM_BYTES,
+                limit=pki.MAX_PEM_BYTES,
             )
         )
     if settings.policy is not None:

@@ -20,7 +20,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from webhook import certs, files
+from webhook import files
+from webhook.certs import store
 from webhook.engine import policy
 from webhook.engine.errors import UsageError
 from webhook.serving import logs, reload, tls
@@ -180,7 +181,7 @@ def _recording_peers(base: type[asyncio.Protocol], runtime: ServingState) -> typ
 
 def make_development_certificates(settings: Settings) -> None:
     """With the default certificate paths and no files there, generate a dev CA and cert."""
-    if settings.uses_default_certificate() and certs.ensure_development_certificates(
+    if settings.uses_default_certificate() and store.ensure_development_certificates(
         settings.tls_cert.parent, service=settings.service, namespace=settings.own_namespace()
     ):
         _log.info(

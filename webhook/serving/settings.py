@@ -15,12 +15,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from webhook.certs import layout
 from webhook.engine import DEFAULT_IMAGE, PRODUCT
-from webhook.engine.policy import image_reference
+from webhook.k8s.names import image_reference
 
 DEFAULT_CERT_DIR = Path("certs")
-DEFAULT_TLS_CERT = DEFAULT_CERT_DIR / "tls.crt"
-DEFAULT_TLS_KEY = DEFAULT_CERT_DIR / "tls.key"
+DEFAULT_TLS_CERT = DEFAULT_CERT_DIR / layout.TLS_CERT
+DEFAULT_TLS_KEY = DEFAULT_CERT_DIR / layout.TLS_KEY
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ssl
 
-from webhook import certs, files
-from webhook.engine import limits
-from webhook.engine.errors import CertificateError
+from webhook import files
+from webhook.certs import pki
+from webhook.certs.pki import CertificateError
 from webhook.serving.settings import Settings
 
 
@@ -17,8 +17,8 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     key = settings.tls_key
     # NB: OpenSSL reads the files itself; reading them first refuses what
     # would stall or flood it (a pipe, a device, a huge file) in one line.
-    certs.read_certificate(cert)
-    files.read_regular(key, limit=limits.MAX_PEM_BYTES, what="private key file")
+    pki.read_certificate(cert)
+    files.read_regular(key, limit=pki.MAX_PEM_BYTES, what="private key file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -30,7 +30,7 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     except OSError as exc:
         raise CertificateError(f"{key}: cannot read: {exc.strerror}") from None
     if settings.client_ca is not None:
-        files.read_regular(settings.client_ca, limit=limits.MAX_PEM_BYTES, what="client CA file")
+        files.read_regular(settings.client_ca, limit=pki.MAX_PEM_BYTES, what="client CA file")
         # NB: OPTIONAL, not REQUIRED: the kubelet's HTTPS probes present no
         # client certificate. A presented certificate must still verify
         # against the CA (or the handshake fails), and the admission routes

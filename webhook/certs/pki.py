@@ -1,26 +1,19 @@
-"""Certificates for the webhook's HTTPS endpoint.
+"""Keys and certificates for the webhook's HTTPS endpoint: built, issued, read, checked.
 
 Building a certificate is a pure function that returns PEM bytes; writing
-them is a separate step (`write_files`, and `certdir` for renewal and CA
-rotation), atomic, with private keys at mode 0600. kube-apiserver verifies
-the serving certificate against the `caBundle` of the webhook configuration
-and the Service's DNS name, so the serving certificate carries every name a
-client may use for the Service.
+them is `store`'s (atomic, keys 0600), renewal and CA rotation `rotation`'s.
+kube-apiserver verifies the serving certificate against the `caBundle` of the
+webhook configuration and the Service's DNS name, so the serving certificate
+carries every name a client may use for the Service.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
-import os
-import re
 import secrets
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -29,11 +22,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webhook import files
-from webhook.engine import limits
-from webhook.engine.errors import CertificateError
+from webhook.engine.errors import UsageError
+
+MAX_PEM_BYTES = 1024 * 1024
+"""A PEM certificate, key or CA bundle: a few KiB; 1 MiB holds hundreds of CAs."""
+
+
+class CertificateError(UsageError):
+    """A serving certificate or key that is missing, unreadable or unusable."""
+
 
 LEAF_MAX_DAYS = 365
+
+
 CA_DAYS = 3650
+
+
 PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
 """In every PEM private key's armour (PRIVATE KEY, RSA/EC/ENCRYPTED PRIVATE KEY)."""
 
@@ -318,166 +322,6 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-PUBLIC, PRIVATE = 0o644, 0o600
-
-
-def write_files(out_dir: Path, bundle: Bundle, *, force: bool = False) -> list[Path]:
-    """Write `ca.crt`, `ca.key`, `tls.crt` and `tls.key` into `out_dir` as one set.
-
-    Refuses to overwrite an existing file unless `force`; the keys are 0600.
-    """
-    files = {
-        "ca.crt": (bundle.ca_cert, PUBLIC),
-        "ca.key": (bundle.ca_key, PRIVATE),
-        "tls.crt": (bundle.cert, PUBLIC),
-        "tls.key": (bundle.key, PRIVATE),
-    }
-    make_directory(out_dir)
-    existing = [out_dir / name for name in files if (out_dir / name).exists()]
-    if existing and not force:
-        raise CertificateError(f"{existing[0]}: already exists (use --force to replace it)")
-    return replace_files(out_dir, files)
-
-
-def make_directory(directory: Path) -> None:
-    """`mkdir -p`, or a one-line `CertificateError`."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CertificateError(f"{directory}: cannot create directory: {exc.strerror}") from None
-
-
-JOURNAL = ".journal"
-"""In a certificate directory while a set of files is being switched in: the staged
-files and their targets. Its presence means "roll forward": `recover` finishes it."""
-
-
-def replace_files(
-    directory: Path, files: dict[str, tuple[bytes, int]], *, remove: tuple[str, ...] = ()
-) -> list[Path]:
-    """Write `files` (name: data, mode) into `directory`, then remove `remove`, as one set.
-
-    Every file is first written in full to a temporary file beside its target (and
-    synced); then a journal naming them is written in one rename, and only then are
-    they renamed into place. Interrupted anywhere (a signal, a full disk, a crash), the
-    directory holds either the old set or, with the journal, a set `recover` finishes:
-    never a certificate beside another certificate's key.
-    """
-    staged: list[tuple[str, Path]] = []
-    try:
-        for name, (data, mode) in files.items():
-            staged.append((_stage(directory / name, data, mode=mode), directory / name))
-        journal: dict[str, list[Any]] = {
-            "replace": [[Path(tmp).name, target.name] for tmp, target in staged],
-            "remove": [name for name in remove if name not in files],
-        }
-        journal_tmp = _stage(directory / JOURNAL, json.dumps(journal).encode(), mode=PRIVATE)
-        os.replace(journal_tmp, directory / JOURNAL)
-        _sync_directory(directory)
-        _roll_forward(directory, journal)
-    except OSError as exc:
-        failed = exc.filename or directory
-        raise CertificateError(f"{failed}: cannot write: {exc.strerror}") from None
-    finally:
-        if not (directory / JOURNAL).exists():
-            for tmp, _ in staged:
-                Path(tmp).unlink(missing_ok=True)
-    return [target for _, target in staged]
-
-
-def _roll_forward(directory: Path, journal: dict[str, list[Any]]) -> None:
-    """Rename each staged file still there into place, remove what goes, drop the journal.
-    Done again after an interruption, it finishes the same set."""
-    for tmp_name, target in journal["replace"]:
-        tmp = directory / tmp_name
-        if tmp.exists():
-            os.replace(tmp, directory / target)
-    for name in journal["remove"]:
-        (directory / name).unlink(missing_ok=True)
-    _sync_directory(directory)
-    (directory / JOURNAL).unlink()
-    _sync_directory(directory)
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def recover(directory: Path, names: tuple[str, ...]) -> list[str]:
-    """Make `directory` whole after an interrupted write: finish a journalled set,
-    remove staged files left behind (`names` are the files the directory may hold)
-    and make a private key anyone else can read private again. What it did, one line
-    each."""
-    lines: list[str] = []
-    journal_path = directory / JOURNAL
-    staged = re.compile(rf"^\.({'|'.join(map(re.escape, (*names, JOURNAL)))})\.[a-z0-9_]{{8}}$")
-    if journal_path.exists():
-        try:
-            journal = json.loads(journal_path.read_text())
-            # NB: only our own names: a journal cannot move or remove anything else
-            for tmp_name, target in journal["replace"]:
-                if not staged.match(tmp_name) or target not in names:
-                    raise ValueError(f"unexpected entry {tmp_name!r} -> {target!r}")
-            if any(name not in names for name in journal["remove"]):
-                raise ValueError("unexpected removal")
-            _roll_forward(directory, journal)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CertificateError(
-                f"{journal_path}: an interrupted write cannot be finished ({exc}); move the"
-                " directory aside and start over with `certs --force`"
-            ) from None
-        lines.append(f"finished the interrupted write recorded in {journal_path}")
-    for leftover in sorted(directory.glob(".*")):
-        if staged.match(leftover.name) and leftover.is_file():
-            leftover.unlink()
-            lines.append(f"removed {leftover}, left by an interrupted run")
-    for name in names:
-        path = directory / name
-        if name.endswith(".key") and path.is_file():
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                path.chmod(PRIVATE)
-                lines.append(
-                    f"warning: {path} was readable by others (mode {mode:04o}); it is 0600"
-                    " now: whoever read it can sign certificates the webhook trusts"
-                )
-    return lines
-
-
-def _stage(target: Path, data: bytes, *, mode: int) -> str:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def ensure_development_certificates(cert_dir: Path, *, service: str, namespace: str) -> bool:
-    """Create a development CA and serving certificate in `cert_dir` if there are none.
-
-    The serving certificate is valid for localhost, 127.0.0.1, ::1 and the
-    Service's DNS names. Returns True when it wrote new files.
-    """
-    if (cert_dir / "tls.crt").exists() or (cert_dir / "tls.key").exists():
-        return False
-    bundle = build(
-        dns_names=["localhost", *service_names(service, namespace)],
-        ip_addresses=["127.0.0.1", "::1"],
-    )
-    write_files(cert_dir, bundle)
-    return True
-
-
 def validity_problem(cert_pem: bytes, now: dt.datetime | None = None) -> str | None:
     """Why the first certificate of `cert_pem` is not valid at `now`, naming its dates."""
     cert = x509.load_pem_x509_certificate(cert_pem)
@@ -569,4 +413,4 @@ def _certificates(data: bytes, path: Path) -> list[x509.Certificate]:
 
 def read_pem(path: Path, what: str) -> bytes:
     """The bytes of a PEM file (`what` names it in errors), through the guarded reader."""
-    return files.read_regular(path, limit=limits.MAX_PEM_BYTES, what=f"{what} file")
+    return files.read_regular(path, limit=MAX_PEM_BYTES, what=f"{what} file")

@@ -2,7 +2,8 @@
 
 `objects()` returns every object `kubectl apply` needs, as plain dicts, in
 the order they apply; `deploy/` holds the same YAML (a test fails when they
-drift). The webhook configuration is derived from the policy so the apiserver
+drift). The Deployment is data (`deployment.yaml`), filled in here.
+The webhook configuration is derived from the policy so the apiserver
 sends only pods the policy can match: one webhook entry per pod selector of
 each rule, whose `objectSelector` is that selector. (An objectSelector is a
 single LabelSelector, and the policy's selectors are ORed; one entry each
@@ -17,24 +18,23 @@ selectors on `pod-security.kubernetes.io/enforce`: namespaces enforcing
 from __future__ import annotations
 
 import base64
+from importlib import resources
 from typing import Any
 
-from webhook import certs
+import yaml
+
+from webhook.certs import layout, pki
 from webhook.engine import DEFAULT_IMAGE, PRODUCT
 from webhook.engine import policy as policies
 from webhook.engine.policy import LabelSelector, Policy, selection_fingerprint
-from webhook.review import emit
-from webhook.serving.settings import Settings
+from webhook.k8s import emit
 
 NAME = PRODUCT
 DEFAULT_NAMESPACE = PRODUCT
-PORT: int = Settings.model_fields["port"].default
 SELECTION_ANNOTATION = "volume-init.dify.ai/selection"
 """On the webhook configuration: the fingerprint of the policy selection it renders."""
-"""The port `serve` listens on by default: the container's port and the Service's target."""
-TLS_SECRET = f"{NAME}-tls"
 POLICY_CONFIGMAP = f"{NAME}-policy"
-RUN_AS = 65532  # the distroless "nonroot" user
+POLICY_KEY = "policy.yaml"
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 DISABLE_LABEL = "volume-init.dify.ai/inject"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -103,123 +103,46 @@ def _policy_configmap(namespace: str, policy_text: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(POLICY_CONFIGMAP, namespace),
-        "data": {"policy.yaml": policy_text},
+        "data": {POLICY_KEY: policy_text},
     }
 
 
 def _deployment(namespace: str, image: str, *, selection: str) -> dict[str, Any]:
-    selector = dict(LABELS)
-    probe = {"scheme": "HTTPS", "port": "https"}
-    container = {
-        "name": "webhook",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "serve",
-            "--tls-cert",
-            f"{CERT_DIR}/tls.crt",
-            "--tls-key",
-            f"{CERT_DIR}/tls.key",
-            "--policy",
-            f"{POLICY_DIR}/policy.yaml",
-        ],
-        "env": [
-            {
-                "name": "VOLUME_INIT_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-            # The selection the webhook configuration below was rendered for: the
-            # server reports a loaded policy that selects differently (drift).
-            {"name": "VOLUME_INIT_SELECTION", "value": selection},
-            # The init container the webhook injects (program mode) runs this image too:
-            # kustomize copies `images` here (deploy/base's replacements).
-            {"name": "VOLUME_INIT_IMAGE", "value": image},
-        ],
-        "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", **probe},
-            "periodSeconds": 5,
-            "failureThreshold": 2,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", **probe},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "1", "memory": "256Mi"},
-        },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        # Directories, not subPath: the kubelet updates them in place when the
-        # Secret or ConfigMap changes, and the webhook reloads them.
-        "volumeMounts": [
-            {"name": "tls", "mountPath": CERT_DIR, "readOnly": True},
-            {"name": "policy", "mountPath": POLICY_DIR, "readOnly": True},
-        ],
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(NAME, namespace),
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": selector},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": dict(LABELS)},
-                "spec": {
-                    "serviceAccountName": NAME,
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": selector},
-                        }
-                    ],
-                    "affinity": {
-                        "podAntiAffinity": {
-                            "preferredDuringSchedulingIgnoredDuringExecution": [
-                                {
-                                    "weight": 100,
-                                    "podAffinityTerm": {
-                                        "topologyKey": "kubernetes.io/hostname",
-                                        "labelSelector": {"matchLabels": selector},
-                                    },
-                                }
-                            ]
-                        }
-                    },
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "tls", "secret": {"secretName": TLS_SECRET}},
-                        {"name": "policy", "configMap": {"name": POLICY_CONFIGMAP}},
-                    ],
-                },
-            },
-        },
-    }
+    """deployment.yaml, filled in."""
+    found: dict[str, Any] = yaml.safe_load(
+        resources.files(__package__).joinpath("deployment.yaml").read_text()
+    )
+    found["metadata"] = _meta(NAME, namespace)
+    spec = found["spec"]
+    template = spec["template"]["spec"]
+    for holder in (
+        spec["selector"],
+        template["topologySpreadConstraints"][0]["labelSelector"],
+        template["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][
+            0
+        ]["podAffinityTerm"]["labelSelector"],
+    ):
+        holder["matchLabels"] = dict(LABELS)
+    spec["template"]["metadata"]["labels"] = dict(LABELS)
+    template["serviceAccountName"] = NAME
+    (container,) = template["containers"]
+    container["image"] = image
+    container["args"] = [
+        "serve",
+        *("--tls-cert", f"{CERT_DIR}/{layout.TLS_CERT}"),
+        *("--tls-key", f"{CERT_DIR}/{layout.TLS_KEY}"),
+        *("--policy", f"{POLICY_DIR}/{POLICY_KEY}"),
+    ]
+    values = {"VOLUME_INIT_SELECTION": selection, "VOLUME_INIT_IMAGE": image}
+    for entry in container["env"]:
+        if entry["name"] in values:
+            entry["value"] = values[entry["name"]]
+    tls_mount, policy_mount = container["volumeMounts"]
+    tls_mount["mountPath"], policy_mount["mountPath"] = CERT_DIR, POLICY_DIR
+    tls_volume, policy_volume = template["volumes"]
+    tls_volume["secret"]["secretName"] = layout.SECRET
+    policy_volume["configMap"]["name"] = POLICY_CONFIGMAP
+    return found
 
 
 def _disruption_budget(namespace: str) -> dict[str, Any]:
@@ -257,8 +180,8 @@ def cert_manager_objects(namespace: str) -> list[dict[str, Any]]:
             "kind": "Certificate",
             "metadata": _meta(NAME, namespace),
             "spec": {
-                "secretName": TLS_SECRET,
-                "dnsNames": certs.service_names(NAME, namespace),
+                "secretName": layout.SECRET,
+                "dnsNames": pki.service_names(NAME, namespace),
                 "duration": "2160h",
                 "renewBefore": "720h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
