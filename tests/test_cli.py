@@ -322,28 +322,62 @@ def test_files_the_walk_through_creates_are_ignored_by_git() -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
-    [KeyError("x"), IndexError("x"), AttributeError("x"), TypeError("x"), RecursionError()],
+    ("error", "code", "says"),
+    [
+        (KeyError("x"), 70, "internal error (a bug, not your input): KeyError"),
+        (IndexError("x"), 70, "internal error (a bug, not your input): IndexError"),
+        (AttributeError("x"), 70, "internal error (a bug, not your input): AttributeError"),
+        (TypeError("x"), 70, "internal error (a bug, not your input): TypeError"),
+        (AssertionError("x"), 70, "internal error (a bug, not your input): AssertionError"),
+        (RecursionError(), 2, "the input is nested too deeply"),
+        (ValueError("x"), 2, "the input has a value this command cannot handle"),
+    ],
 )
-def test_the_last_resort_is_one_line_and_debug_shows_the_traceback(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
+def test_a_bug_is_exit_70_bad_input_exit_2_and_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    code: int,
+    says: str,
 ) -> None:
-    """Guards cli.main's last resort: a crash of the kind unexpected input causes
-    (a missing key, a wrong type's attribute) is one line and exit 2, never a
-    traceback; VOLUME_INIT_DEBUG=1 lets it through for a report."""
-    from webhook import cli
+    """Guards cli.main's two last resorts: a programming error (TypeError, LookupError,
+    AttributeError, a failed assertion) is one line saying it is a bug, exit 70; what
+    only the input causes (nesting, an odd value) is one line, exit 2; neither is a
+    traceback, which `--debug` (or VOLUME_INIT_DEBUG=1) lets through for a report.
+    The handler comes from the subcommand's own `set_defaults`."""
+    from webhook.cli import policy as policy_command
 
     def crash(_: argparse.Namespace) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "_policy", crash)
+    monkeypatch.setattr(policy_command, "print_default", crash)
     monkeypatch.delenv("VOLUME_INIT_DEBUG", raising=False)
-    assert cli.main(["policy", "default"]) == 2
+    assert cli.main(["policy", "default"]) == code
     err = capsys.readouterr().err
-    assert err.startswith("dify-volume-init: ") and err.count("\n") == 1, err
+    assert err.startswith(f"dify-volume-init: {says}") and err.count("\n") == 1, err
+    with pytest.raises(type(error)):
+        cli.main(["--debug", "policy", "default"])
     monkeypatch.setenv("VOLUME_INIT_DEBUG", "1")
     with pytest.raises(type(error)):
         cli.main(["policy", "default"])
+
+
+def test_every_subcommand_names_its_own_handler() -> None:
+    """Guards the dispatch: each subcommand's parser sets its handler (no if-chain in
+    main), so a new subcommand cannot be parsed and then fall through."""
+    parser = cli.build_parser()
+    for argv in (
+        ["serve"],
+        ["review", "-f", "x"],
+        ["certs"],
+        ["manifests"],
+        ["policy", "check", "x"],
+        ["policy", "default"],
+        ["audit", "-f", "x"],
+    ):
+        handler = parser.parse_args(argv).handler
+        assert handler.__module__.startswith("webhook.cli."), (argv, handler)
+        assert handler.__module__.rsplit(".", 1)[1] == argv[0], (argv, handler)
 
 
 def test_manifests_says_when_the_ca_bundle_is_missing(tmp_path: Path) -> None:

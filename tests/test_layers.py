@@ -91,9 +91,8 @@ def test_each_room_imports_only_what_it_may(room: str) -> None:
 def test_every_module_is_in_a_room() -> None:
     """Guards the table from going stale: a new package or module is placed in it."""
     placed = {p for room in ROOMS for p in modules(room)}
-    placed |= {
-        PACKAGE / n for n in ("__init__.py", "__main__.py", "cli.py", "fixer.py", "launch.py")
-    }
+    placed |= {PACKAGE / n for n in ("__init__.py", "__main__.py", "fixer.py", "launch.py")}
+    placed |= set(modules("cli"))  # the command line may import every room
     assert set(PACKAGE.rglob("*.py")) - placed == set()
 
 
