@@ -140,3 +140,23 @@ def test_the_check_sees_a_bad_import(
     found = violations(room)
     assert found, "the bad import went unseen"
     assert all(f.startswith(f"{target.name}: ") for f in found), found
+
+
+MAX_FUNCTION_LINES = 60
+MAX_CLI_MODULE_LINES = 350
+
+
+def test_every_function_fits_in_a_head() -> None:
+    """Guards the size of functions in webhook/ (a literal that is data belongs in a
+    data file, as the Deployment is in webhook/install/deployment.yaml) and of the
+    command line's modules."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {size}")
+    assert long == []
+    for path in modules("cli"):
+        assert len(path.read_text().splitlines()) < MAX_CLI_MODULE_LINES, path

@@ -190,23 +190,7 @@ def _decide_for_rule(
     if scan.too_large is not None:
         return _skip(pod, "pod-too-large", f"{where}: {scan.too_large}", rule.name)
     if not scan.mounts:
-        paths = ", ".join(rule.mount_paths)
-        if scan.unlisted:
-            wanted = ", ".join(entry.repository for entry in rule.images)
-            return _skip(
-                pod,
-                "image-not-listed",
-                f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
-                f" none of the rule's images ({wanted})",
-                rule.name,
-                quiet=not rule.warn_image_not_listed,
-            )
-        return _skip(
-            pod,
-            "no-storage-mount",
-            f"rule {rule.name} matches the labels but no container mounts a volume at {paths}",
-            rule.name,
-        )
+        return _no_storage(pod, rule, scan, where=where)
     windows = _windows(spec)
     if windows is not None:
         return _skip(pod, "windows-pod", f"{where}: Windows pod ({windows})", rule.name)
@@ -214,18 +198,57 @@ def _decide_for_rule(
     if ours is not None:
         return _reinvoked(pod, rule, scan.mounts, ours, where=where)
     notes: list[str] = []
-    if rule.skip_object_storage:
-        remote = _object_storage(spec, scan.mounts, notes)
-        if remote is not None:
-            container, what = remote
-            return _skip(
-                pod,
-                "storage-not-local",
-                f"{where}: container {container} has {what}: Dify writes its files to the"
-                f" object store, not to the volume at {', '.join(rule.mount_paths)} (and"
-                " ownership often cannot be changed on such a mount)",
-                rule.name,
-            )
+    unsure = _unsure_of_the_app(pod, rule, scan, notes, where=where)
+    if unsure is not None:
+        return unsure
+    classified = _classify(pod, rule, scan.mounts, where=where)
+    if isinstance(classified, Decision):
+        return classified
+    classified.warnings.extend(notes)
+    followed = _follow_app_user(pod, rule, classified, where=where)
+    if isinstance(followed, Decision):
+        return followed
+    return _apply(pod, followed, classified, restricted=restricted, where=where)
+
+
+def _no_storage(pod: dict[str, Any], rule: Rule, scan: storage.Scan, *, where: str) -> Decision:
+    """No container of the rule's images mounts its storage: which skip, and why."""
+    paths = ", ".join(rule.mount_paths)
+    if scan.unlisted:
+        wanted = ", ".join(entry.repository for entry in rule.images)
+        return _skip(
+            pod,
+            "image-not-listed",
+            f"{where}: container {scan.unlisted[0]} mounts {paths} but runs"
+            f" none of the rule's images ({wanted})",
+            rule.name,
+            quiet=not rule.warn_image_not_listed,
+        )
+    return _skip(
+        pod,
+        "no-storage-mount",
+        f"rule {rule.name} matches the labels but no container mounts a volume at {paths}",
+        rule.name,
+    )
+
+
+def _unsure_of_the_app(
+    pod: dict[str, Any], rule: Rule, scan: storage.Scan, notes: list[str], *, where: str
+) -> Decision | None:
+    """The skip for an app the webhook cannot be sure of: one that writes to an object
+    store, runs a Dify older than non-root, or whose version cannot be told."""
+    spec: dict[str, Any] = pod["spec"]
+    remote = _object_storage(spec, scan.mounts, notes) if rule.skip_object_storage else None
+    if remote is not None:
+        container, what = remote
+        return _skip(
+            pod,
+            "storage-not-local",
+            f"{where}: container {container} has {what}: Dify writes its files to the"
+            f" object store, not to the volume at {', '.join(rule.mount_paths)} (and"
+            " ownership often cannot be changed on such a mount)",
+            rule.name,
+        )
     if scan.root_images:
         container, image, since = scan.root_images[0]
         return _skip(
@@ -246,28 +269,33 @@ def _decide_for_rule(
             " untaggedDigest: leaveAlone)",
             rule.name,
         )
-    classified = _classify(pod, rule, scan.mounts, where=where)
-    if isinstance(classified, Decision):
-        return classified
-    classified.warnings.extend(notes)
-    identity = _identity(spec, classified.fixable)
+    return None
+
+
+def _follow_app_user(
+    pod: dict[str, Any], rule: Rule, classified: _Classified, *, where: str
+) -> Rule | Decision:
+    """The rule to apply: the policy's owner, or the user the app containers run as
+    (`followAppUser`), said in a warning; a skip when the app is unsure or not followed."""
+    identity = _identity(pod["spec"], classified.fixable)
     if isinstance(identity, _LeaveAlone):
         return _skip(pod, identity.reason, f"{where}: {identity.message}", rule.name)
-    if identity is not None:
-        user, group, said = identity
-        if user != rule.user or (group is not None and group != rule.group):
-            if not rule.follow_app_user:
-                return _skip(
-                    pod,
-                    "app-user-not-policy",
-                    f"{where}: {said}, not the policy's {rule.user}:{rule.group}, and the"
-                    " rule's followAppUser is false",
-                    rule.name,
-                )
-            owner = f"{user}:{group}" if group is not None else f"UID {user}"
-            classified.warnings.append(f"{said}: the volume is given to {owner}, as the app runs")
-            rule = rule.model_copy(update={"user": user, "group": group or rule.group})
-    return _apply(pod, rule, classified, restricted=restricted, where=where)
+    if identity is None:
+        return rule
+    user, group, said = identity
+    if user == rule.user and (group is None or group == rule.group):
+        return rule
+    if not rule.follow_app_user:
+        return _skip(
+            pod,
+            "app-user-not-policy",
+            f"{where}: {said}, not the policy's {rule.user}:{rule.group}, and the"
+            " rule's followAppUser is false",
+            rule.name,
+        )
+    owner = f"{user}:{group}" if group is not None else f"UID {user}"
+    classified.warnings.append(f"{said}: the volume is given to {owner}, as the app runs")
+    return rule.model_copy(update={"user": user, "group": group or rule.group})
 
 
 class _AppUser(NamedTuple):
@@ -465,71 +493,91 @@ class _Classified:
 def _classify(
     pod: dict[str, Any], rule: Rule, mounts: list[storage.Mount], *, where: str
 ) -> _Classified | Decision:
-    """Each storage mount: fixable, or left alone (undeclared, read-only) with a
-    warning; a hostPath of the node's own directories denies the pod. A pod with
-    nothing fixable gets its skip decision here."""
+    """Each storage mount: fixable, or left alone (undeclared, read-only, not a
+    directory) with a warning; a hostPath of the node's own directories denies the
+    pod. A pod with nothing fixable gets its skip decision here."""
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or ()}
     writable = {m.key for m in mounts if not m.read_only}
     classified = _Classified([], {}, [])
-    read_only = not_directory = 0
+    left_alone: list[str] = []
     for mount in mounts:
         volume = volumes.get(mount.volume)
-        if volume is None:
-            classified.warnings.append(
-                f"container {mount.container} mounts volume {mount.volume} at"
-                f" {mount.mount_path}, but the pod declares no such volume"
-            )
-            continue
-        source = _source(volume)
-        why = _read_only(volume, source)
-        if why is None and mount.key not in writable:
-            why = "mounted read-only by every container that mounts it there"
+        why = _left_alone(mount, volume, writable)
         if why is not None:
-            read_only += 1
-            classified.warnings.append(
-                f"volume {mount.volume} at {mount.mount_path} is {why}: left alone"
-            )
+            kind, warning = why
+            left_alone.append(kind)
+            classified.warnings.append(warning)
             continue
-        host_type = volume["hostPath"].get("type") if source == "hostPath" else None
-        if isinstance(host_type, str) and host_type in _NOT_DIRECTORY:
-            not_directory += 1
-            classified.warnings.append(
-                f"volume {mount.volume} at {mount.mount_path} is a hostPath of type"
-                f" {volume['hostPath']['type']}, not a directory: left alone"
-            )
-            continue
-        if source == "hostPath":
-            path = volume["hostPath"]["path"]
-            refusal = hostpaths.refusal(
-                path,
-                forbidden=rule.forbidden_host_path_prefixes,
-                allowed=rule.allowed_host_path_prefixes,
-            )
-            if refusal is not None:
-                return Decision(
-                    "denied",
-                    "hostpath-refused",
-                    f"volume {mount.volume} (mounted at {mount.mount_path} by container"
-                    f" {mount.container}) is a hostPath of {hostpaths.shown(path)},"
-                    f" {refusal}."
-                    f" {PRODUCT} will not change ownership there: use a directory of"
-                    " Dify's own (e.g. /srv/dify/storage) or a PersistentVolumeClaim.",
-                    pod,
-                    rule=rule.name,
-                )
+        assert volume is not None  # an undeclared volume is left alone above
+        source = _source(volume)
+        refused = _refused_host_path(pod, rule, mount, volume) if source == "hostPath" else None
+        if refused is not None:
+            return refused
         classified.sources[mount.volume] = source
         classified.fixable.append(mount)
     if classified.fixable:
         return classified
-    if not_directory and not read_only:
+    if "not-directory" in left_alone and "read-only" not in left_alone:
         message = f"{where} matches, but its storage is a hostPath that is not a directory"
         return _skip(
             pod, "hostpath-not-directory", message, rule.name, warnings=classified.warnings
         )
+    read_only = "read-only" in left_alone
     reason = "read-only-storage" if read_only else "no-storage-mount"
     what = "writable " if read_only else "fixable "
     message = f"{where} matches, but no {what}volume is mounted at {', '.join(rule.mount_paths)}"
     return _skip(pod, reason, message, rule.name, warnings=classified.warnings)
+
+
+def _left_alone(
+    mount: storage.Mount, volume: dict[str, Any] | None, writable: set[Any]
+) -> tuple[str, str] | None:
+    """Why a storage mount is left alone (`undeclared`, `read-only`, `not-directory`)
+    and the warning that says so; None when it can be fixed."""
+    if volume is None:
+        return "undeclared", (
+            f"container {mount.container} mounts volume {mount.volume} at"
+            f" {mount.mount_path}, but the pod declares no such volume"
+        )
+    source = _source(volume)
+    why = _read_only(volume, source)
+    if why is None and mount.key not in writable:
+        why = "mounted read-only by every container that mounts it there"
+    if why is not None:
+        return "read-only", f"volume {mount.volume} at {mount.mount_path} is {why}: left alone"
+    host_type = volume["hostPath"].get("type") if source == "hostPath" else None
+    if isinstance(host_type, str) and host_type in _NOT_DIRECTORY:
+        return "not-directory", (
+            f"volume {mount.volume} at {mount.mount_path} is a hostPath of type"
+            f" {host_type}, not a directory: left alone"
+        )
+    return None
+
+
+def _refused_host_path(
+    pod: dict[str, Any], rule: Rule, mount: storage.Mount, volume: dict[str, Any]
+) -> Decision | None:
+    """The denial for a hostPath of the node's own directories (or outside the rule's
+    allowed prefixes), else None."""
+    path = volume["hostPath"]["path"]
+    refusal = hostpaths.refusal(
+        path,
+        forbidden=rule.forbidden_host_path_prefixes,
+        allowed=rule.allowed_host_path_prefixes,
+    )
+    if refusal is None:
+        return None
+    return Decision(
+        "denied",
+        "hostpath-refused",
+        f"volume {mount.volume} (mounted at {mount.mount_path} by container"
+        f" {mount.container}) is a hostPath of {hostpaths.shown(path)},"
+        f" {refusal}."
+        f" {PRODUCT} will not change ownership there: use a directory of"
+        " Dify's own (e.g. /srv/dify/storage) or a PersistentVolumeClaim.",
+        pod,
+        rule=rule.name,
+    )
 
 
 def _apply(

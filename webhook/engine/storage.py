@@ -52,6 +52,20 @@ class Scan:
     """Why the scan stopped early: more storage mounts, or a longer path, than handled."""
 
 
+def _counted(scan: Scan, rule: Rule, name: str, image: str) -> bool:
+    """Whether the container counts (it runs one of the rule's images); notes in `scan`
+    an image not listed, one older than non-root, one whose version cannot be told."""
+    entry = rule.image_rule(image)
+    if entry is None:
+        scan.unlisted.append(name)
+        return False
+    if entry.runs_as_root(image):
+        scan.root_images.append((name, image, str(entry.non_root_since)))
+    elif entry.version_unknown(image):
+        scan.unknown_versions.append((name, image))
+    return True
+
+
 def scan(spec: dict[str, Any], rule: Rule) -> Scan:
     """The mounts at or below the rule's storage paths, by containers that count.
 
@@ -70,16 +84,8 @@ def scan(spec: dict[str, Any], rule: Rule) -> Scan:
             if not roots:
                 continue
             name = container.get("name") or f"{kind}[{index}]"
-            if rule.images:
-                image = container.get("image") or ""
-                entry = rule.image_rule(image)
-                if entry is None:
-                    scan.unlisted.append(name)
-                    continue
-                if entry.runs_as_root(image):
-                    scan.root_images.append((name, image, str(entry.non_root_since)))
-                elif entry.version_unknown(image):
-                    scan.unknown_versions.append((name, image))
+            if rule.images and not _counted(scan, rule, name, container.get("image") or ""):
+                continue
             # A storage path below another one of the same container is nested in it.
             top = [r for r in roots if not any(r != o and hostpaths.within(r, o) for o in roots)]
             for mount, path in zip(entries, paths, strict=True):

@@ -69,6 +69,14 @@ def create_app(
         lifespan=lifespan,
     )
 
+    _probes_and_metrics(app, runtime)
+    return AdmissionRoutes(app, runtime=runtime)
+
+
+def _probes_and_metrics(app: FastAPI, runtime: ServingState) -> None:
+    """`/healthz` (the process answers), `/readyz` (certificate, policy, not draining:
+    what is missing, else ok) and `/metrics` (Prometheus)."""
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response("ok\n", media_type="text/plain")
@@ -93,8 +101,6 @@ def create_app(
         return Response(
             runtime.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
-
-    return AdmissionRoutes(app, runtime=runtime)
 
 
 def _drain_on_sigterm(runtime: ServingState, *, delay: float) -> None:
@@ -248,18 +254,7 @@ async def _admit(
         )
         return status, f"{exc}\n".encode(), _TEXT
     except Exception as exc:  # a bug of ours must not fail pod creation
-        fallback = admission.internal_error(document, exc)
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        _log.error(
-            "internal error while answering an admission",
-            extra={
-                "fields": {
-                    "endpoint": endpoint,
-                    "error": type(exc).__name__,
-                    "where": f"{frame.filename}:{frame.lineno}" if frame else "",
-                }
-            },
-        )
+        fallback = _internal_error(document, exc, endpoint)
         if fallback is None:
             metrics.count("error", "internal")
             return 400, b"cannot answer this request\n", _TEXT
@@ -269,21 +264,44 @@ async def _admit(
     metrics.count(result.outcome, result.reason)
     metrics.observe(endpoint, elapsed)
     if _log.isEnabledFor(logging.INFO):
-        _log.info(
-            "admission",
-            extra={
-                "fields": {
-                    "uid": result.uid,
-                    "operation": result.operation,
-                    "namespace": result.namespace,
-                    "pod": result.name,
-                    "outcome": result.outcome,
-                    "reason": result.reason,
-                    "rule": result.rule,
-                    "dryRun": result.dry_run,
-                    "endpoint": endpoint,
-                    "latencyMs": round(elapsed * 1000, 3),
-                }
-            },
-        )
+        _log_admission(result, endpoint, elapsed)
     return 200, body, _JSON_HEADERS
+
+
+def _internal_error(
+    document: dict[str, Any] | None, exc: Exception, endpoint: str
+) -> admission.Answer | None:
+    """Logged with where it happened; the answer that admits the pod unchanged, or
+    None when the request cannot be answered at all."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    _log.error(
+        "internal error while answering an admission",
+        extra={
+            "fields": {
+                "endpoint": endpoint,
+                "error": type(exc).__name__,
+                "where": f"{frame.filename}:{frame.lineno}" if frame else "",
+            }
+        },
+    )
+    return admission.internal_error(document, exc)
+
+
+def _log_admission(result: admission.Answer, endpoint: str, elapsed: float) -> None:
+    _log.info(
+        "admission",
+        extra={
+            "fields": {
+                "uid": result.uid,
+                "operation": result.operation,
+                "namespace": result.namespace,
+                "pod": result.name,
+                "outcome": result.outcome,
+                "reason": result.reason,
+                "rule": result.rule,
+                "dryRun": result.dry_run,
+                "endpoint": endpoint,
+                "latencyMs": round(elapsed * 1000, 3),
+            }
+        },
+    )
