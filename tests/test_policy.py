@@ -243,3 +243,27 @@ def test_one_load_reads_and_validates_the_policy_once(
     loaded = files.load_policy(path)
     assert loaded.spec.rules and calls == [1]
     assert files.load_policy(path) is loaded and calls == [1]  # the same text: cached
+
+
+# Fields the built-in policy sets on purpose to other values than the model's
+# defaults (which are what a user's policy gets when it leaves them out): the
+# required ones, the image guard (a user's own rule has none unless it lists
+# images) and the generic-label rule's silence about images not listed.
+REQUIRED_OR_CHOSEN = {"name", "podSelectors", "mountPaths", "images", "warnImageNotListed"}
+
+
+def test_the_models_defaults_are_the_built_in_policys_values() -> None:
+    """Guards one source per default: every value the built-in policy writes out is
+    the model's default (a rule that leaves it out gets the same), except the fields
+    above; change one and the other must follow, or this fails."""
+    import yaml
+
+    built_in = yaml.safe_load(policy.default_policy_text())
+    parsed = policy.default_policy()
+    for written, rule in zip(built_in["spec"]["rules"], parsed.spec.rules, strict=True):
+        minimal = {k: v for k, v in written.items() if k in REQUIRED_OR_CHOSEN}
+        alone = policy.Policy.model_validate(
+            {**built_in, "spec": {"rules": [minimal]}}
+        ).spec.rules[0]
+        assert alone == rule, rule.name
+    assert policy.PodSecurity() == parsed.spec.pod_security

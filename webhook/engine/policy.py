@@ -312,7 +312,13 @@ class InitContainer(_Model):
     """Secrets a patched pod gets in `imagePullSecrets` (added where absent), for an
     init container image from a private registry."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    # NB: the built-in policy's values (a test holds them equal): an init container
+    # with no requests is refused in a namespace whose ResourceQuota needs them.
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "64Mi"}
+        )
+    )
 
 
 class ImageRule(_Model):
