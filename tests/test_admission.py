@@ -246,3 +246,75 @@ def test_log_times_are_utc_milliseconds_and_follow_the_clock_across_seconds() ->
         )  # fmt: skip
         assert json.loads(JSONFormatter().format(record))["time"] == shown
         assert TextFormatter().format(record).startswith(f"{shown} info admission")
+
+
+# The six checks that once passed the whole suite with their code disabled; each
+# test below fails with its check taken out (see the closing note of the issue).
+
+
+def test_the_engine_refuses_a_body_over_the_limit_itself() -> None:
+    """Guards admission.decode's own size check: the engine is also called without
+    the server in front (an embedder, `review` of an AdmissionReview file), and a
+    body past kube-apiserver's 3 MiB is refused there too, as 413 not 400."""
+    import orjson
+
+    from webhook.engine import admission, limits
+    from webhook.engine.errors import PayloadTooLarge
+
+    body = orjson.dumps(helpers.review(API_POD))
+    assert admission.decode(body)["request"]["uid"]
+    with pytest.raises(PayloadTooLarge, match="over 3145728 bytes"):
+        admission.decode(body + b" " * limits.MAX_BODY_BYTES)
+
+
+def test_a_declared_oversized_body_is_refused_before_a_byte_is_read(
+    runtime: ServingState,
+) -> None:
+    """Guards the Content-Length pre-check: a request that declares more than 3 MiB
+    gets 413 at once, without the server reading (and buffering) its body first."""
+    import asyncio
+
+    from webhook.serving.app import create_app
+    from webhook.serving.settings import Settings
+
+    app = create_app(Settings(namespace="dify-volume-init"), runtime)
+    read: list[object] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append(1)
+        return {"type": "http.request", "body": b" " * 1024, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"3145729")]
+    scope = {"type": "http", "method": "POST", "path": "/mutate", "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413 and read == []
+
+
+def test_an_internal_error_under_an_unknown_api_version_is_not_answered() -> None:
+    """Guards internal_error's apiVersion check: the fail-open answer echoes the
+    request's apiVersion, so under one the webhook does not speak (a v2, none) it
+    is no answer at all (HTTP 400), never an allowed response the apiserver
+    cannot read; under v1 and v1beta1 it is the allowed answer."""
+    from webhook.engine import admission
+
+    for version in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1"):
+        answer = admission.internal_error(
+            {"apiVersion": version, "request": {"uid": "u"}}, RuntimeError()
+        )
+        assert answer is not None and answer.review["apiVersion"] == version
+    for document in ({"apiVersion": "admission.k8s.io/v2", "request": {"uid": "u"}},
+                     {"request": {"uid": "u"}}):  # fmt: skip
+        assert admission.internal_error(document, RuntimeError()) is None
+
+
+def test_the_same_warning_is_said_once() -> None:
+    """Guards the de-duplication of warnings: a pod whose two app containers set the
+    same thing is told once (kube-apiserver keeps only 4 KiB of warnings)."""
+    from webhook.engine.mutation import Decision
+
+    decision = Decision("skipped", "x", "m", {}, warnings=["a", "b", "a", "b", "c"])
+    assert decision.warnings == ["a", "b", "c"]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonpatch
 import pytest
 
 from tests import helpers, podvalidity
-from webhook.engine import envexpand, hostpaths, mutation, policy
+from webhook.engine import envexpand, hostpaths, initcontainer, mutation, policy
 from webhook.engine.policy import Policy
 from webhook.k8s import images
 
@@ -610,3 +611,39 @@ def test_a_pod_level_apparmor_localhost_profile_is_not_inherited_silently(
             " denied by a profile written for the app"
         ]
         assert podvalidity.problems(decision.pod) == []
+
+
+def test_the_injected_container_is_known_by_the_status_annotation_alone() -> None:
+    """Guards recognising our init container by the status annotation: a pod that
+    carries it under the name the annotation records, its command rewritten by
+    another webhook (a wrapper, a mesh), is not given a second one, whose name
+    would clash and make kube-apiserver refuse the pod."""
+    pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+    first = mutation.mutate(pod, policy.default_policy(), namespace="dify")
+    assert first.outcome == "injected"
+    patched = jsonpatch.apply_patch(pod, first.patch)
+    (ours,) = patched["spec"]["initContainers"]
+    ours["command"] = ["/wrapper", "--", "run"]
+    again = mutation.mutate(patched, policy.default_policy(), namespace="dify")
+    assert again.reason == "already-injected", again.reason
+    assert not any(op["path"].startswith("/spec/initContainers") for op in again.patch)
+
+
+@pytest.mark.parametrize("token", ["two words", "x" * 64, "-leading", "a\nb", "$(id)"])
+def test_a_malformed_full_pass_token_is_ignored_and_said(token: str) -> None:
+    """Guards the full-pass token's check: only 1-63 letters, digits or . _ : + -
+    reach the init container's environment (and its flag file); anything else is
+    left out with a warning naming the annotation."""
+    pod = helpers.load_pod(helpers.PODS / "helm-api.yaml")
+    pod["metadata"].setdefault("annotations", {})[initcontainer.FULL_PASS_ANNOTATION] = token
+    decision = mutation.mutate(pod, policy.default_policy(), namespace="dify")
+    patched = jsonpatch.apply_patch(pod, decision.patch)
+    (ours,) = patched["spec"]["initContainers"]
+    assert all(e["name"] != initcontainer.FULL_PASS_ENV for e in ours.get("env", ()))
+    assert any(initcontainer.FULL_PASS_ANNOTATION in w for w in decision.warnings)
+    pod["metadata"]["annotations"][initcontainer.FULL_PASS_ANNOTATION] = "2026-12-02"
+    patched = jsonpatch.apply_patch(
+        pod, mutation.mutate(pod, policy.default_policy(), namespace="dify").patch
+    )
+    env = patched["spec"]["initContainers"][0]["env"]
+    assert {"name": initcontainer.FULL_PASS_ENV, "value": "2026-12-02"} in env
