@@ -262,8 +262,7 @@ def test_the_models_defaults_are_the_built_in_policys_values() -> None:
     parsed = policy.default_policy()
     for written, rule in zip(built_in["spec"]["rules"], parsed.spec.rules, strict=True):
         minimal = {k: v for k, v in written.items() if k in REQUIRED_OR_CHOSEN}
-        alone = policy.Policy.model_validate({**built_in, "spec": {"rules": [minimal]}}).spec.rules[
-            0
-        ]
+        validated = policy.Policy.model_validate({**built_in, "spec": {"rules": [minimal]}})
+        alone = validated.spec.rules[0]
         assert alone == rule, rule.name
     assert policy.PodSecurity() == parsed.spec.pod_security
