@@ -647,3 +647,80 @@ def test_a_malformed_full_pass_token_is_ignored_and_said(token: str) -> None:
     )
     env = patched["spec"]["initContainers"][0]["env"]
     assert {"name": initcontainer.FULL_PASS_ENV, "value": "2026-12-02"} in env
+
+
+def _api_pod() -> dict[str, Any]:
+    return helpers.load_pod(helpers.PODS / "helm-api.yaml")
+
+
+def _patched(pod: dict[str, Any], rules: Policy | None = None) -> tuple[Any, dict[str, Any]]:
+    decision = mutation.mutate(pod, rules or policy.default_policy(), namespace="dify")
+    return decision, jsonpatch.apply_patch(pod, decision.patch)
+
+
+def test_what_the_pod_level_security_context_sets_is_not_repeated_on_the_app() -> None:
+    """Guards reading a field at pod level when the container leaves it unset: the
+    pod's own runAsUser/runAsGroup/runAsNonRoot (the policy's values) are in force,
+    so the app container is given none of its own."""
+    pod = _api_pod()
+    pod["spec"]["securityContext"] = {"runAsUser": 1001, "runAsGroup": 1001, "runAsNonRoot": True}
+    decision, patched = _patched(pod)
+    assert decision.outcome == "injected"
+    assert "securityContext" not in patched["spec"]["containers"][0]
+
+
+def test_run_as_non_root_false_is_left_and_said() -> None:
+    """Guards the warning for an app that says runAsNonRoot: false: left as it is,
+    and the contradiction named."""
+    pod = _api_pod()
+    pod["spec"]["containers"][0]["securityContext"] = {"runAsNonRoot": False}
+    decision, patched = _patched(pod)
+    assert patched["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] is False
+    assert any("runAsNonRoot is false" in w for w in decision.warnings), decision.warnings
+
+
+def test_of_two_rules_that_pass_the_one_that_saw_another_image_is_said() -> None:
+    """Guards which skip is reported when every matching rule passes on a pod: the
+    rule that found storage mounted by an image it does not list says more than
+    one that found no storage at all, whatever their order."""
+    text = helpers.first_rule_policy_text()
+    loaded = policy.parse_policy(text, source="p")
+    first = loaded.spec.rules[0]
+    elsewhere = first.model_copy(update={"name": "elsewhere", "mount_paths": ("/data",)})
+    rules = loaded.model_copy(
+        update={"spec": loaded.spec.model_copy(update={"rules": (elsewhere, first)})}
+    )
+    pod = _api_pod()
+    pod["spec"]["containers"][0]["image"] = "example.com/not-dify:1.0"
+    decision = mutation.mutate(pod, rules, namespace="dify")
+    assert (decision.reason, decision.rule) == ("image-not-listed", first.name)
+
+
+def test_two_app_containers_on_one_volume_give_the_init_container_one_mount() -> None:
+    """Guards the collapse of identical mount trees: a worker sidecar mounting
+    the same volume at the same path is fixed once (a second mount at the same
+    path would make kube-apiserver refuse the pod)."""
+    pod = _api_pod()
+    twin = copy.deepcopy(pod["spec"]["containers"][0]) | {"name": "worker"}
+    pod["spec"]["containers"].append(twin)
+    decision, patched = _patched(pod)
+    assert decision.outcome == "injected"
+    (ours,) = patched["spec"]["initContainers"]
+    assert [m["mountPath"] for m in ours["volumeMounts"]] == ["/app/api/storage"]
+    assert podvalidity.problems(patched) == []
+
+
+def test_a_malformed_pull_secret_of_the_pod_is_no_crash() -> None:
+    """Guards the pull-secret merge against a pod's malformed entry (a list for a
+    name, found by the fuzzer): the policy's secret is added beside it, and the
+    apiserver judges the pod's own (it was a TypeError, so an internal error)."""
+    loaded = policy.default_policy()
+    rule = loaded.spec.rules[0]
+    init = rule.init_container.model_copy(update={"image_pull_secrets": ("regcred",)})
+    rule = rule.model_copy(update={"init_container": init})
+    rules = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"rules": (rule,)})})
+    pod = _api_pod()
+    pod["spec"]["imagePullSecrets"] = [{"name": ["regcred"]}]
+    decision, patched = _patched(pod, rules)
+    assert decision.outcome == "injected"
+    assert patched["spec"]["imagePullSecrets"] == [{"name": ["regcred"]}, {"name": "regcred"}]

@@ -69,7 +69,8 @@ def _pull_secrets(builder: PatchBuilder, names: tuple[str, ...]) -> None:
     `imagePullSecrets` where absent (the pod's own stay, first)."""
     present = builder.get(("spec", "imagePullSecrets"))
     have = (
-        {entry.get("name") for entry in present or () if isinstance(entry, dict)}
+        # NB: names only: a malformed entry (a list for a name) is the apiserver's to refuse
+        {e.get("name") for e in present if isinstance(e, dict) and isinstance(e.get("name"), str)}
         if isinstance(present, list)
         else set()
     )
@@ -214,13 +215,10 @@ def _directories(mounts: list[Mount]) -> list[tuple[str, Mount]]:
             base = f"{anchor}-{suffix}"
         next_suffix[anchor] = suffix
         used.append(base)
-        seen: set[tuple[str, tuple[str, str | None, str | None]]] = set()
+        # NB: each place of a tree holds one mount (a second mount at the same place
+        # starts a tree of its own: the slot above), so no target repeats here.
         for relative, mount in sorted(entries, key=lambda e: (e[0].count("/"), e[0])):
-            target = f"{base}/{relative}" if relative else base
-            if (target, mount.key) in seen:
-                continue
-            seen.add((target, mount.key))
-            placed.append((target, mount))
+            placed.append((f"{base}/{relative}" if relative else base, mount))
     return placed
 
 
