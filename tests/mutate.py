@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_TESTS = [
+    "tests/test_patches.py",
     "tests/test_admission.py",
     "tests/test_golden.py",
     "tests/test_rules.py",
@@ -231,9 +232,27 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--only", action="append", default=[])
     parser.add_argument("--json", help="write every outcome here")
+    parser.add_argument(
+        "--survivors-of",
+        metavar="JSON",
+        help="run only the mutants that survived in this earlier --json (same code)",
+    )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        help="run these tests for every module instead of its own (say, the whole suite"
+        " for the survivors of a pass)",
+    )
     args = parser.parse_args()
     chosen = [m for m in TARGETS if not args.only or m in args.only]
     plan = [s for m in chosen for s in sample(sites(m), args.per_module)]
+    if args.survivors_of:
+        rows = json.loads(Path(args.survivors_of).read_text())
+        survived = {(r["module"], r["index"]) for r in rows if r["outcome"] == "survived"}
+        plan = [s for m in chosen for s in sites(m) if (s.module, s.index) in survived]
+    if args.tests:
+        for module in TARGETS:
+            TARGETS[module] = args.tests
     print(f"{len(plan)} mutants in {len(chosen)} modules", flush=True)
     deadline = time.monotonic() + args.minutes * 60
     scratch = Path(tempfile.mkdtemp(prefix="mutate-"))
