@@ -191,3 +191,22 @@ def test_the_walkthrough_patch_is_small() -> None:
     assert decision is not None
     size = len(json.dumps(decision.patch, separators=(",", ":")))
     assert size <= 2048, size
+
+
+def test_the_termination_log_keeps_to_what_the_kubelet_reads(tmp_path: Path) -> None:
+    """Guards the termination log's cap: the kubelet keeps 4096 bytes of it, so a
+    summary of many volumes is cut there (whole up to that byte), never written
+    past it; and nothing is written where there is no such file (outside a pod)."""
+    from webhook import fixer
+
+    log = fixer.Log()
+    for n in range(100):
+        log.summary(f"/app/api/storage/volume-{n:03}: changed the owner of 1 entries")
+    path = tmp_path / "termination-log"
+    log.write_termination_log(str(tmp_path / "absent"))
+    assert not (tmp_path / "absent").exists()
+    path.write_text("")
+    log.write_termination_log(str(path))
+    data = path.read_bytes()
+    assert len(data) == fixer.TERMINATION_LOG_MAX == 4096
+    assert data.startswith(b"fix-ownership: /app/api/storage/volume-000: changed")
