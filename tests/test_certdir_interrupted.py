@@ -27,6 +27,9 @@ from tests.test_cli import run
 CRASHER = """
 import os, signal, sys
 from webhook import cli
+# NB: a run started in the background by a shell inherits SIGINT ignored (POSIX, for
+# asynchronous lists); Python then leaves it so, and the SIGINT below would do nothing.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 limit, sig = int(sys.argv[1]), int(sys.argv[2])
 calls = [0]
 def counting(real):
