@@ -2,8 +2,9 @@
 
 Pure: no I/O (the policy arrives as text, the pod as a dict), no framework,
 no logging; the review command and the admission server both call it, so a
-dry run shows exactly what the cluster gets. Its modules, bottom up:
-`errors`, `limits`, `hostpaths`, `images`, `yamlfile`, `policy`, `podshape`,
+dry run shows exactly what the cluster gets. Its modules, bottom up (below
+them all, `webhook.k8s`: names and image references):
+`errors`, `limits`, `hostpaths`, `yamlfile`, `policy`, `storagetype`, `podshape`,
 `patches`, `storage` (where a rule's storage is in a pod), `envexpand`,
 `initscript` (with `volume-init.sh`), `initcontainer` (the injected container),
 `mutation` (the decision) and `admission` (the AdmissionReview envelope).
