@@ -724,3 +724,45 @@ def test_a_malformed_pull_secret_of_the_pod_is_no_crash() -> None:
     decision, patched = _patched(pod, rules)
     assert decision.outcome == "injected"
     assert patched["spec"]["imagePullSecrets"] == [{"name": ["regcred"]}, {"name": "regcred"}]
+
+
+def _with_init(**update: Any) -> Policy:
+    """The built-in policy with its first rule's initContainer changed."""
+    loaded = policy.default_policy()
+    rule = loaded.spec.rules[0]
+    rule = rule.model_copy(update={"init_container": rule.init_container.model_copy(update=update)})
+    return loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"rules": (rule,)})})
+
+
+def test_the_pod_level_group_goes_with_the_pod_level_user() -> None:
+    """Guards reading runAsGroup at pod level when the container sets none: an app
+    running as 1000:3000 by its pod's securityContext gets its volume as 1000:3000
+    (not 1000 with the policy's group)."""
+    pod = _api_pod()
+    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 3000}
+    decision, patched = _patched(pod)
+    assert decision.outcome == "injected"
+    command = patched["spec"]["initContainers"][0]["command"]
+    assert command[command.index("--owner") + 1] == "1000:3000", command
+
+
+def test_a_script_mode_container_is_known_by_its_command_alone() -> None:
+    """Guards recognising our init container by its command in script mode: a pod
+    that carries it with the status annotation dropped (by another tool) is not
+    given a second one."""
+    rules = _with_init(mode="script")
+    pod = _api_pod()
+    first, patched = _patched(pod, rules)
+    assert first.outcome == "injected"
+    patched["metadata"]["annotations"].pop(mutation.STATUS_ANNOTATION)
+    again = mutation.mutate(patched, rules, namespace="dify")
+    assert again.reason == "already-injected", again.reason
+
+
+def test_the_policys_pull_policy_reaches_the_init_container() -> None:
+    """Guards initContainer.imagePullPolicy: set on the injected container when the
+    policy names one, absent (the kubelet's default) when it does not."""
+    _, patched = _patched(_api_pod(), _with_init(image_pull_policy="Always"))
+    assert patched["spec"]["initContainers"][0]["imagePullPolicy"] == "Always"
+    _, patched = _patched(_api_pod())
+    assert "imagePullPolicy" not in patched["spec"]["initContainers"][0]
