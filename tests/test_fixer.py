@@ -197,7 +197,6 @@ def test_the_termination_log_keeps_to_what_the_kubelet_reads(tmp_path: Path) -> 
     """Guards the termination log's cap: the kubelet keeps 4096 bytes of it, so a
     summary of many volumes is cut there (whole up to that byte), never written
     past it; and nothing is written where there is no such file (outside a pod)."""
-    from webhook import fixer
 
     log = fixer.Log()
     for n in range(100):
@@ -210,3 +209,29 @@ def test_the_termination_log_keeps_to_what_the_kubelet_reads(tmp_path: Path) -> 
     data = path.read_bytes()
     assert len(data) == fixer.TERMINATION_LOG_MAX == 4096
     assert data.startswith(b"fix-ownership: /app/api/storage/volume-000: changed")
+
+
+def test_a_parallel_walk_closes_every_directory_it_opens(tmp_path: Path) -> None:
+    """Guards the threads' descriptors: a directory with nothing in it is closed as
+    soon as it is listed (a walk of 300 empty directories by 8 threads would
+    otherwise keep 300 descriptors open, and a large volume run out of them)."""
+
+    storage = tmp_path / "volume"
+    for n in range(300):
+        (storage / f"d{n:03}").mkdir(parents=True)
+    me = f"{os.getuid()}:{os.getgid()}"
+    before = len(os.listdir("/proc/self/fd"))
+    assert fixer.main(["--owner", me, "--parallel", "8", "--", str(storage)]) == 0
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
+    assert (storage / ".init_permissions").exists()
+
+
+def test_help_is_the_usage() -> None:
+    """Guards `fix-ownership --help`: the usage, in one message (exit 2, as every
+    command line it cannot run)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "webhook", "fix-ownership", "--help"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "fix-ownership --owner UID:GID" in done.stderr, done.stderr
