@@ -212,17 +212,21 @@ def test_the_termination_log_keeps_to_what_the_kubelet_reads(tmp_path: Path) -> 
 
 
 def test_a_parallel_walk_closes_every_directory_it_opens(tmp_path: Path) -> None:
-    """Guards the threads' descriptors: a directory with nothing in it is closed as
-    soon as it is listed (a walk of 300 empty directories by 8 threads would
-    otherwise keep 300 descriptors open, and a large volume run out of them)."""
+    """Guards the descriptors: every directory the threads open is closed (an empty
+    one as soon as it is listed, the others when their last batch is done), and
+    the flag's (a walk of 300 directories by 8 threads that kept them would run a
+    large volume out of descriptors)."""
 
     storage = tmp_path / "volume"
     for n in range(300):
         (storage / f"d{n:03}").mkdir(parents=True)
+        if n % 2:
+            (storage / f"d{n:03}" / "file").write_text("x")
     me = f"{os.getuid()}:{os.getgid()}"
-    before = len(os.listdir("/proc/self/fd"))
+    before = sorted(os.listdir("/proc/self/fd"))
     assert fixer.main(["--owner", me, "--parallel", "8", "--", str(storage)]) == 0
-    assert len(os.listdir("/proc/self/fd")) <= before + 2
+    assert fixer.main(["--owner", me, "--parallel", "1", "--", str(storage / "d001")]) == 0
+    assert sorted(os.listdir("/proc/self/fd")) == before
     assert (storage / ".init_permissions").exists()
 
 
@@ -235,3 +239,21 @@ def test_help_is_the_usage() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "fix-ownership --owner UID:GID" in done.stderr, done.stderr
+
+
+def test_a_flag_that_cannot_be_written_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the flag's clean-up: when it cannot be given to the owner (the I/O
+    error here), its temporary file goes too; the run warns and succeeds."""
+    storage = tmp_path / "volume"
+    (storage / "file").parent.mkdir()
+    (storage / "file").write_text("x")
+
+    def failing(fd: int, user: int, group: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fchown", failing)
+    me = f"{os.getuid()}:{os.getgid()}"
+    assert fixer.main(["--owner", me, "--", str(storage)]) == 0
+    assert sorted(p.name for p in storage.iterdir()) == ["file"]
