@@ -318,3 +318,39 @@ def test_the_same_warning_is_said_once() -> None:
 
     decision = Decision("skipped", "x", "m", {}, warnings=["a", "b", "a", "b", "c"])
     assert decision.warnings == ["a", "b", "c"]
+
+
+def test_probes_say_what_they_mean(client: TestClient, runtime: ServingState) -> None:
+    """Guards the probes' bodies, which people read in `kubectl describe`: `ok`, and
+    readiness naming exactly what is missing."""
+    assert client.get("/healthz").text == "ok\n"
+    assert client.get("/readyz").text == "ok\n"
+    runtime.policy = None
+    assert client.get("/readyz").text == "not ready: policy\n"
+
+
+def test_every_admission_is_timed_once_in_its_endpoints_histogram(client: TestClient) -> None:
+    """Guards the latency histogram: each answer (a bad request too) is observed once,
+    under its endpoint, with its real duration (well under a second here)."""
+    post(client, helpers.review(API_POD))
+    client.post("/mutate", content=b"nope")
+    text = client.get("/metrics").text
+    assert 'volume_init_admission_duration_seconds_count{endpoint="/mutate"} 2.0' in text
+    assert 'volume_init_admission_duration_seconds_bucket{endpoint="/mutate",le="1.0"} 2.0' in text
+
+
+def test_a_bug_before_the_review_is_read_is_a_400_not_a_guess(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the fallback's limit: a bug before the uid is known cannot be answered
+    with `allowed` (no uid to echo), so the request gets 400 and is counted as an
+    internal error."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("webhook.engine.admission.decode", boom)
+    response = client.post("/mutate", json=helpers.review(API_POD))
+    assert (response.status_code, response.text) == (400, "cannot answer this request\n")
+    text = client.get("/metrics").text
+    assert 'volume_init_admissions_total{outcome="error",reason="internal"} 1.0' in text
