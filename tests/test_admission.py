@@ -130,7 +130,15 @@ def test_the_webhooks_own_namespace_is_never_mutated(client: TestClient) -> None
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"', "not JSON"),
         (b'{"apiVersion": "v1", "kind": "AdmissionReview", "request": {}}', "apiVersion"),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}', "kind"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+            "request: missing or not an object",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",'
+            b' "request": {"uid": "u", "operation": 5}}',
+            "request.operation: missing or not a string",
+        ),
         (
             b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
             "request.uid",
@@ -157,7 +165,9 @@ def test_malformed_pod_is_named_in_the_reason(client: TestClient) -> None:
     assert response.status_code == 400
     assert "spec.containers[0].volumeMounts[0].mountPath" in response.text
     body = helpers.review(None)
-    assert client.post("/mutate", json=body).status_code == 400
+    response = client.post("/mutate", json=body)
+    assert response.status_code == 400
+    assert "request.object: a pod CREATE must carry the pod as an object" in response.text
 
 
 def test_bodies_over_3_mib_get_413(client: TestClient) -> None:
@@ -354,3 +364,30 @@ def test_a_bug_before_the_review_is_read_is_a_400_not_a_guess(
     assert (response.status_code, response.text) == (400, "cannot answer this request\n")
     text = client.get("/metrics").text
     assert 'volume_init_admissions_total{outcome="error",reason="internal"} 1.0' in text
+
+
+def test_what_was_left_alone_is_counted_with_why(client: TestClient) -> None:
+    """Guards the reason the metrics and the log line give for requests left alone:
+    another kind is `not-a-pod`, a pod UPDATE `not-a-create`; a request that names
+    only its resource (no kind) is judged by the resource."""
+    deployment = helpers.review(API_POD)
+    deployment["request"]["kind"] = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    post(client, deployment)
+    post(client, helpers.review(API_POD, operation="UPDATE"))
+    by_resource = helpers.review(API_POD)
+    del by_resource["request"]["kind"]
+    by_resource["request"]["resource"] = {"group": "", "version": "v1", "resource": "configmaps"}
+    assert "patch" not in post(client, by_resource)["response"]
+    text = client.get("/metrics").text
+    assert 'volume_init_admissions_total{outcome="skipped",reason="not-a-pod"} 2.0' in text
+    assert 'volume_init_admissions_total{outcome="skipped",reason="not-a-create"} 1.0' in text
+
+
+def test_a_pod_named_in_its_own_metadata_is_judged_in_that_namespace(client: TestClient) -> None:
+    """Guards where a pod is when the request names no namespace: its metadata's
+    (kube-system here: never patched), else `default`."""
+    body = helpers.review(API_POD)
+    body["request"]["namespace"] = ""
+    body["request"]["object"]["metadata"]["namespace"] = "kube-system"
+    answer = post(client, body)["response"]
+    assert "patch" not in answer and answer["auditAnnotations"]["reason"] == "excluded-namespace"
