@@ -714,14 +714,9 @@ def test_a_malformed_pull_secret_of_the_pod_is_no_crash() -> None:
     """Guards the pull-secret merge against a pod's malformed entry (a list for a
     name, found by the fuzzer): the policy's secret is added beside it, and the
     apiserver judges the pod's own (it was a TypeError, so an internal error)."""
-    loaded = policy.default_policy()
-    rule = loaded.spec.rules[0]
-    init = rule.init_container.model_copy(update={"image_pull_secrets": ("regcred",)})
-    rule = rule.model_copy(update={"init_container": init})
-    rules = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"rules": (rule,)})})
     pod = _api_pod()
     pod["spec"]["imagePullSecrets"] = [{"name": ["regcred"]}]
-    decision, patched = _patched(pod, rules)
+    decision, patched = _patched(pod, _with_init(image_pull_secrets=("regcred",)))
     assert decision.outcome == "injected"
     assert patched["spec"]["imagePullSecrets"] == [{"name": ["regcred"]}, {"name": "regcred"}]
 

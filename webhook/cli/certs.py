@@ -112,15 +112,14 @@ def run(args: argparse.Namespace) -> int:
     if args.print_ca_bundle:
         return _print_ca_bundle(args, directory)
     request = _request(args, directory)
+    service, namespace = _subject(args)
     with store.locked(directory, timeout=args.lock_timeout) as recovered:
         for line in recovered:
             print(line, file=sys.stderr)
-        if request.dns_names is None and (args.service or args.namespace):
+        if service is not None or namespace is not None:
             # NB: the one not given is kept from the serving certificate in place.
             kept_service, kept_namespace = rotation.service_in_place(directory)
-            dns_names = pki.service_names(
-                args.service or kept_service, args.namespace or kept_namespace
-            )
+            dns_names = pki.service_names(service or kept_service, namespace or kept_namespace)
             request = dataclasses.replace(request, dns_names=dns_names)
         if args.rotate_ca is not None:
             outcome = rotation.rotate(request, args.rotate_ca)
@@ -137,18 +136,26 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _subject(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """`--service` and `--namespace`, checked; None where not given."""
+    service = (
+        None if args.service is None else checked("--service", names.service_name, args.service)
+    )
+    namespace = (
+        None if args.namespace is None else checked("--namespace", names.dns_label, args.namespace)
+    )
+    return service, namespace
+
+
 def _request(args: argparse.Namespace, directory: Path) -> Request:
-    """The checked flags as a `rotation.Request` (names filled in under the lock)."""
+    """The checked flags as a `rotation.Request`; its names are filled in under the
+    lock, from `_subject` and the certificate in place."""
     from webhook.certs import pki, rotation  # noqa: PLC0415
 
     if (args.ca_cert is None) != (args.ca_key is None):
         raise UsageError("--ca-cert and --ca-key go together")
     if not 1 <= args.days <= pki.LEAF_MAX_DAYS:
         raise UsageError(f"--days must be between 1 and {pki.LEAF_MAX_DAYS}")
-    if args.service is not None:
-        args.service = checked("--service", names.service_name, args.service)
-    if args.namespace is not None:
-        args.namespace = checked("--namespace", names.dns_label, args.namespace)
     given = given_pem = None
     if args.ca_cert is not None:
         given = pki.load_authority(Path(args.ca_cert), Path(args.ca_key))

@@ -23,7 +23,7 @@ from webhook.engine.errors import UsageError
 from webhook.k8s import names
 
 if TYPE_CHECKING:
-    from webhook.review.documents import ReviewedObject
+    from webhook.review.documents import Options, ReviewedObject
     from webhook.review.selection import Selection
 
 
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace) -> Options:
     """The review's options from the flags: the policy, the image, the namespace's view."""
     from webhook.review import documents  # noqa: PLC0415
 

@@ -502,14 +502,14 @@ def _classify(
     left_alone: list[str] = []
     for mount in mounts:
         volume = volumes.get(mount.volume)
-        why = _left_alone(mount, volume, writable)
+        source = "" if volume is None else _source(volume)
+        why = _left_alone(mount, volume, source, writable)
         if why is not None:
             kind, warning = why
             left_alone.append(kind)
             classified.warnings.append(warning)
             continue
         assert volume is not None  # an undeclared volume is left alone above
-        source = _source(volume)
         refused = _refused_host_path(pod, rule, mount, volume) if source == "hostPath" else None
         if refused is not None:
             return refused
@@ -530,16 +530,16 @@ def _classify(
 
 
 def _left_alone(
-    mount: storage.Mount, volume: dict[str, Any] | None, writable: set[Any]
+    mount: storage.Mount, volume: dict[str, Any] | None, source: str, writable: set[Any]
 ) -> tuple[str, str] | None:
-    """Why a storage mount is left alone (`undeclared`, `read-only`, `not-directory`)
-    and the warning that says so; None when it can be fixed."""
+    """Why a storage mount (of `volume`, whose source is `source`) is left alone
+    (`undeclared`, `read-only`, `not-directory`) and the warning that says so; None
+    when it can be fixed."""
     if volume is None:
         return "undeclared", (
             f"container {mount.container} mounts volume {mount.volume} at"
             f" {mount.mount_path}, but the pod declares no such volume"
         )
-    source = _source(volume)
     why = _read_only(volume, source)
     if why is None and mount.key not in writable:
         why = "mounted read-only by every container that mounts it there"
